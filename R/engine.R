@@ -1,0 +1,95 @@
+# The one boundary between R and the Java engine. Everything R asks of Java goes through
+# engine_call(), which turns Java exceptions into classed R errors in one place.
+
+engine_class <- "dev.valve.Valve"
+java_min_version <- 21L
+
+java_loader <- function() {
+  get(".rJava.class.loader", envir = asNamespace("valve"))
+}
+
+# Starts the engine with a configuration list and returns the engine object.
+engine_start <- function(config, call = rlang::caller_env()) {
+  check_java(call = call)
+  json <- jsonlite::toJSON(config, auto_unbox = TRUE, null = "null", digits = NA)
+  engine_call(
+    rJava::J(engine_class, class.loader = java_loader())$start(as.character(json)),
+    call = call
+  )
+}
+
+engine_status <- function(engine) {
+  jsonlite::fromJSON(engine_call(engine$statusJson()), simplifyVector = TRUE)
+}
+
+engine_logs <- function(engine) {
+  lines <- engine_call(engine$drainLog())
+  if (is.null(lines)) character() else as.character(lines)
+}
+
+engine_running <- function(engine) {
+  isTRUE(engine_call(engine$isRunning()))
+}
+
+engine_stop <- function(engine, grace) {
+  engine_call(engine$stop(as.double(grace)))
+  invisible()
+}
+
+engine_call <- function(expr, call = rlang::caller_env()) {
+  tryCatch(expr, Throwable = function(e) {
+    java <- e$jobj
+    kind <- if (!is.null(java) && rJava::`%instanceof%`(java, "dev.valve.ValveException")) {
+      java$kind()
+    } else {
+      "engine"
+    }
+    message <- if (is.null(java)) conditionMessage(e) else java$getMessage()
+    valve_abort(
+      c(engine_error_headline(kind), x = "{message}"),
+      kind = kind,
+      call = call,
+      message = message
+    )
+  })
+}
+
+engine_error_headline <- function(kind) {
+  switch(kind,
+    config = "The engine rejected the configuration.",
+    bind = "valve could not listen on the requested address.",
+    startup = "valve could not start its R workers.",
+    "The valve engine failed."
+  )
+}
+
+java_version <- function() {
+  rJava::.jinit()
+  rJava::.jcall("java/lang/System", "S", "getProperty", "java.specification.version")
+}
+
+java_home <- function() {
+  rJava::.jcall("java/lang/System", "S", "getProperty", "java.home")
+}
+
+# rJava binds one JVM per R process when it first starts, so a JVM that is too old can only be
+# replaced by restarting R with another JAVA_HOME: say so, with both ways to do it.
+check_java <- function(call = rlang::caller_env()) {
+  version <- java_version()
+  major <- suppressWarnings(as.integer(sub("^1\\.", "", version)))
+  if (is.na(major) || major < java_min_version) {
+    home <- java_home()
+    valve_abort(
+      c(
+        "valve needs Java {java_min_version} or newer, but rJava runs Java {version} from {.path {home}}.",
+        i = "Restart R with {.envvar JAVA_HOME} pointing at a JDK >= {java_min_version}, for example {.code JAVA_HOME=/usr/lib/jvm/temurin-25-jdk-amd64 R}.",
+        i = "Or make it permanent with {.code R CMD javareconf JAVA_HOME=/path/to/jdk} (as root), then restart R.",
+        i = "rJava cannot switch JVMs inside a running R session."
+      ),
+      kind = "java",
+      call = call,
+      java_version = version
+    )
+  }
+  invisible(major)
+}

@@ -1,0 +1,198 @@
+#' Start valve in the background
+#'
+#' Starts the valve engine inside this R session and returns at once with a handle, once the
+#' first `n_min` workers answer HTTP. Clients connect to one port; each request goes to an R
+#' worker process that runs `plumber_file`. A worker handles one request at a time; requests
+#' that find every worker busy wait in a first-in, first-out queue, and more workers are started
+#' (up to `n_max`) while requests wait. Workers idle for longer than `max_age` seconds are
+#' stopped, down to `n_min`.
+#'
+#' The engine stops when [valve_stop()] is called, when the handle is garbage collected, and
+#' when the R session ends. Workers also watch the R process and exit within about a second if
+#' it dies.
+#'
+#' @param plumber_file Path of the plumber API file each worker runs with [plumber::plumb()].
+#' @param host Address to listen on. The default, `"127.0.0.1"`, accepts connections from this
+#'   machine only; `"0.0.0.0"` listens on every interface.
+#' @param port Port to listen on; `0` picks a free one (see the handle's `url`).
+#' @param n_min Workers started at once and kept running even when idle.
+#' @param n_max Most workers ever running at once.
+#' @param check_unused Seconds between checks for idle workers.
+#' @param max_age Seconds a worker may stay idle before it is stopped (never below `n_min`).
+#' @param queue_max Most requests waiting for a worker; more are answered `503` with a
+#'   `Retry-After` header.
+#' @param queue_timeout Seconds a request may wait for a worker before it is answered `503`.
+#' @param request_timeout Seconds a worker may stay silent on a request before the client gets
+#'   `504` and the worker is replaced.
+#' @param startup_timeout Seconds a new worker may take to answer HTTP.
+#' @param max_body_size Largest request body in bytes; larger ones are answered `413`. Bodies
+#'   are held in memory up to 256 KiB and in a temporary file beyond.
+#' @param ... Named arguments passed on to [plumber::pr_run()] in every worker, such as
+#'   `docs = FALSE`. `host`, `port` and `quiet` are set by valve.
+#' @return A `valve_server` handle: `$url` is where it listens. Print it to see its state.
+#' @seealso [valve_run()] to serve in the foreground, [valve_stop()], [valve_workers()].
+#' @export
+#' @examples
+#' \dontrun{
+#' api <- system.file("examples", "hello", "plumber.R", package = "valve")
+#' server <- valve_start(api, port = 0, n_max = 2)
+#' server
+#' readLines(paste0(server$url, "/hello?name=valve"), warn = FALSE)
+#' valve_stop(server)
+#' }
+valve_start <- function(plumber_file = "plumber.R", host = "127.0.0.1", port = 3000,
+                        n_min = 1, n_max = 3, check_unused = 10, max_age = 300,
+                        queue_max = 1000, queue_timeout = 60, request_timeout = 300,
+                        startup_timeout = 60, max_body_size = 256 * 1024^2, ...) {
+  config <- valve_config(
+    plumber_file = plumber_file, host = host, port = port, n_min = n_min, n_max = n_max,
+    check_unused = check_unused, max_age = max_age, queue_max = queue_max,
+    queue_timeout = queue_timeout, request_timeout = request_timeout,
+    startup_timeout = startup_timeout, max_body_size = max_body_size,
+    run_args = list(...)
+  )
+  engine <- engine_start(config)
+  new_valve_server(engine, config)
+}
+
+new_valve_server <- function(engine, config) {
+  server <- new.env(parent = emptyenv())
+  server$engine <- engine
+  server$url <- engine_call(engine$url())
+  server$n_min <- config$n_min
+  server$n_max <- config$n_max
+  # Runs when the handle is garbage collected and, thanks to onexit, when R quits: the JVM's own
+  # shutdown hooks never run under rJava.
+  reg.finalizer(server, function(s) engine_stop(s$engine, grace = 0), onexit = TRUE)
+  class(server) <- "valve_server"
+  server
+}
+
+#' Stop a valve server
+#'
+#' Stops accepting new requests (they are answered `503`), lets requests in flight finish for
+#' up to `grace` seconds, then stops every worker and waits for them to exit.
+#'
+#' @param server A handle from [valve_start()].
+#' @param grace Seconds to let requests in flight finish.
+#' @return `server`, invisibly.
+#' @export
+valve_stop <- function(server, grace = 10) {
+  check_server(server)
+  check_seconds(grace, "grace", allow_zero = TRUE, call = rlang::current_env())
+  engine_stop(server$engine, grace = grace)
+  invisible(server)
+}
+
+#' Serve a plumber API with valve until interrupted
+#'
+#' Like [plumber::pr_run()]: blocks, prints where it listens and shows engine and worker log
+#' lines in the console. Press Ctrl-C (Escape in RStudio) to stop; the engine and every worker
+#' are stopped before the function returns.
+#'
+#' @inheritParams valve_start
+#' @return `NULL`, invisibly, once stopped.
+#' @seealso [valve_start()] to run in the background.
+#' @export
+#' @examples
+#' \dontrun{
+#' valve_run(system.file("examples", "hello", "plumber.R", package = "valve"), n_max = 4)
+#' }
+valve_run <- function(plumber_file = "plumber.R", host = "127.0.0.1", port = 3000,
+                      n_min = 1, n_max = 3, check_unused = 10, max_age = 300,
+                      queue_max = 1000, queue_timeout = 60, request_timeout = 300,
+                      startup_timeout = 60, max_body_size = 256 * 1024^2, ...) {
+  server <- valve_start(
+    plumber_file = plumber_file, host = host, port = port, n_min = n_min, n_max = n_max,
+    check_unused = check_unused, max_age = max_age, queue_max = queue_max,
+    queue_timeout = queue_timeout, request_timeout = request_timeout,
+    startup_timeout = startup_timeout, max_body_size = max_body_size, ...
+  )
+  on.exit(engine_stop(server$engine, grace = 0), add = TRUE)
+  cli::cli_inform(c(
+    v = "valve is serving {.url {server$url}} with {n_min} to {n_max} worker{?s}.",
+    i = "Press Ctrl-C to stop."
+  ))
+  tryCatch(
+    while (engine_running(server$engine)) {
+      show_logs(server)
+      Sys.sleep(0.1)
+    },
+    interrupt = function(e) cli::cli_inform(c(i = "Stopping valve."))
+  )
+  engine_stop(server$engine, grace = 0)
+  show_logs(server)
+  invisible()
+}
+
+show_logs <- function(server) {
+  lines <- engine_logs(server$engine)
+  if (length(lines) > 0) {
+    message(paste(lines, collapse = "\n"))
+  }
+}
+
+#' Read a valve server's log
+#'
+#' Engine and worker output (each line tagged with its source, such as `[worker 2]`) since the
+#' last call. [valve_run()] prints these lines as they come; with [valve_start()] read them here.
+#'
+#' @inheritParams valve_stop
+#' @return A character vector, oldest line first.
+#' @export
+valve_logs <- function(server) {
+  check_server(server)
+  engine_logs(server$engine)
+}
+
+#' List a valve server's workers
+#'
+#' @inheritParams valve_stop
+#' @return A data frame with one row per ready worker: `name`, `pid`, `port`, `busy`,
+#'   `requests` (answered or in flight) and `max_in_flight` (the most requests it ever had at
+#'   once, which valve keeps at 1).
+#' @export
+valve_workers <- function(server) {
+  check_server(server)
+  workers <- engine_status(server$engine)$pool$upstreams
+  if (length(workers) == 0) {
+    return(data.frame(
+      name = character(), pid = integer(), port = integer(), busy = logical(),
+      requests = numeric(), max_in_flight = integer()
+    ))
+  }
+  data.frame(
+    name = workers$name, pid = as.integer(workers$pid), port = as.integer(workers$port),
+    busy = workers$busy, requests = workers$requests,
+    max_in_flight = as.integer(workers$max_in_flight)
+  )
+}
+
+#' @export
+format.valve_server <- function(x, ...) {
+  status <- engine_status(x$engine)
+  pool <- status$pool
+  c(
+    paste0("<valve_server> ", status$url, " (", status$state, ")"),
+    sprintf(
+      "  workers: %d busy, %d idle, %d starting (n_min %d, n_max %d); %d request%s queued",
+      pool$busy, pool$idle, pool$starting, status$n_min, status$n_max, pool$queued,
+      if (pool$queued == 1) "" else "s"
+    )
+  )
+}
+
+#' @export
+print.valve_server <- function(x, ...) {
+  writeLines(format(x, ...))
+  invisible(x)
+}
+
+check_server <- function(server, call = rlang::caller_env()) {
+  if (!inherits(server, "valve_server")) {
+    valve_abort(
+      "{.arg server} must be a handle returned by {.fn valve_start}, not {.obj_type_friendly {server}}.",
+      kind = "argument", call = call
+    )
+  }
+}

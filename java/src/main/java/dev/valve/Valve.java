@@ -1,0 +1,214 @@
+package dev.valve;
+
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.Comparator;
+import java.util.LinkedHashMap;
+import java.util.Map;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.TimeoutException;
+import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.logging.Level;
+import java.util.logging.Logger;
+import java.util.stream.Stream;
+
+import dev.valve.log.LogSink;
+import dev.valve.pool.ProcessLauncher;
+import dev.valve.pool.UpstreamLauncher;
+import dev.valve.pool.WorkerPool;
+import dev.valve.proxy.ProxyHandler;
+
+import io.helidon.webserver.WebServer;
+
+import sun.misc.Signal;
+import sun.misc.SignalHandler;
+
+/**
+ * The engine, as R sees it: {@link #start(String)} with a JSON configuration, then
+ * {@link #statusJson()}, {@link #drainLog()} and {@link #stop(double)}. Nothing else is public
+ * API; every failure R must explain is a {@link ValveException} with a kind.
+ */
+public final class Valve implements AutoCloseable {
+    /** Helidon logs through java.util.logging; its INFO lines would land on R's terminal, not the console. */
+    private static final Logger HELIDON_LOGGER = Logger.getLogger("io.helidon");
+    private static final AtomicBoolean SIGPIPE_IGNORED = new AtomicBoolean();
+    private static final int LOG_CAPACITY = 10_000;
+
+    private final ValveConfig config;
+    private final LogSink log;
+    private final WorkerPool pool;
+    private final WebServer server;
+    private final Path spoolDirectory;
+    private final String url;
+    private final AtomicBoolean stopped = new AtomicBoolean();
+
+    private Valve(ValveConfig config, LogSink log, WorkerPool pool, WebServer server, Path spoolDirectory) {
+        this.config = config;
+        this.log = log;
+        this.pool = pool;
+        this.server = server;
+        this.spoolDirectory = spoolDirectory;
+        // Bound once: Helidon reports port -1 after a stop, and the handle should still say where it was.
+        String host = config.host().contains(":") ? "[" + config.host() + "]" : config.host();
+        this.url = "http://" + host + ":" + server.port();
+    }
+
+    /**
+     * Binds the port, starts {@code n_min} workers and waits until they answer HTTP.
+     *
+     * @param configJson a {@link ValveConfig} as JSON
+     * @throws ValveException with kind {@code config}, {@code bind} or {@code startup}
+     */
+    public static Valve start(String configJson) throws ValveException {
+        ValveConfig config;
+        try {
+            config = ValveConfig.fromJson(configJson);
+            config.pool();
+        } catch (IllegalArgumentException e) {
+            throw new ValveException(ValveException.CONFIG, e.getMessage(), e);
+        }
+        LogSink log = new LogSink(LOG_CAPACITY, null);
+        return start(config, log, new ProcessLauncher(config.launcher(), log));
+    }
+
+    /** Starts with any launcher; tests use in-process stub workers. */
+    static Valve start(ValveConfig config, LogSink log, UpstreamLauncher launcher) throws ValveException {
+        ignoreSigpipe();
+        HELIDON_LOGGER.setLevel(Level.WARNING);
+        return withOwnClassLoader(() -> {
+            Path spool = createSpoolDirectory();
+            WorkerPool pool = new WorkerPool(config.pool(), launcher, line -> log.add("valve", line));
+            WebServer server;
+            try {
+                server = WebServer.builder()
+                        .host(config.host())
+                        .port(config.port())
+                        .shutdownHook(false)
+                        .maxPayloadSize(config.maxBodySize())
+                        .routing(routing -> routing.any(new ProxyHandler(pool, config.proxy(spool), log)))
+                        .build()
+                        .start();
+            } catch (RuntimeException e) {
+                pool.close();
+                deleteTree(spool);
+                throw new ValveException(ValveException.BIND, "cannot listen on " + config.host() + ":"
+                        + config.port() + ": " + rootMessage(e), e);
+            }
+            Valve valve = new Valve(config, log, pool, server, spool);
+            log.add("valve", "listening on " + valve.url() + ", starting " + config.nMin() + " worker(s)");
+            try {
+                pool.start().get(Math.round(config.startupTimeout() * 1000) + 5000, TimeUnit.MILLISECONDS);
+            } catch (ExecutionException | TimeoutException | InterruptedException e) {
+                valve.stop(0);
+                String why = e instanceof ExecutionException ? e.getCause().getMessage() : "timed out";
+                throw new ValveException(ValveException.STARTUP, why, e);
+            }
+            return valve;
+        });
+    }
+
+    public String url() {
+        return url;
+    }
+
+    public boolean isRunning() {
+        return !stopped.get() && server.isRunning();
+    }
+
+    /** State, address and the pool as JSON, for R's print method and tests. */
+    public String statusJson() {
+        Map<String, Object> status = new LinkedHashMap<>();
+        status.put("state", isRunning() ? "running" : "stopped");
+        status.put("url", url());
+        status.put("n_min", config.nMin());
+        status.put("n_max", config.nMax());
+        status.put("pool", pool.status());
+        return ValveConfig.toJson(status);
+    }
+
+    /** Engine and worker log lines since the last call. */
+    public String[] drainLog() {
+        return log.drain();
+    }
+
+    /**
+     * Stops taking new work (late requests get 503), lets requests in flight finish for up to
+     * {@code graceSeconds}, then stops every worker and waits for them to exit. Idempotent.
+     */
+    public void stop(double graceSeconds) {
+        if (!stopped.compareAndSet(false, true)) {
+            return;
+        }
+        log.add("valve", "stopping");
+        pool.close(ValveConfig.seconds(Math.max(0, graceSeconds)));
+        server.stop();
+        deleteTree(spoolDirectory);
+        log.add("valve", "stopped");
+    }
+
+    @Override
+    public void close() {
+        stop(0);
+    }
+
+    /**
+     * A client that disconnects mid-response makes the JVM raise SIGPIPE, and under rJava R's
+     * handler runs on a Java thread and aborts R. Ignoring it turns the write into an IOException.
+     */
+    private static void ignoreSigpipe() {
+        if (SIGPIPE_IGNORED.compareAndSet(false, true)) {
+            try {
+                Signal.handle(new Signal("PIPE"), SignalHandler.SIG_IGN);
+            } catch (IllegalArgumentException e) {
+                // No SIGPIPE on this platform.
+            }
+        }
+    }
+
+    /**
+     * Helidon finds its protocol providers through the thread's context class loader; under rJava
+     * with a package-private loader that is not ours, so set it for the duration of the start.
+     */
+    private static <T> T withOwnClassLoader(Starter<T> starter) throws ValveException {
+        Thread thread = Thread.currentThread();
+        ClassLoader previous = thread.getContextClassLoader();
+        thread.setContextClassLoader(Valve.class.getClassLoader());
+        try {
+            return starter.start();
+        } finally {
+            thread.setContextClassLoader(previous);
+        }
+    }
+
+    @FunctionalInterface
+    private interface Starter<T> {
+        T start() throws ValveException;
+    }
+
+    private static Path createSpoolDirectory() {
+        try {
+            return Files.createTempDirectory("valve-spool-");
+        } catch (IOException e) {
+            throw new UncheckedIOException(e);
+        }
+    }
+
+    private static void deleteTree(Path directory) {
+        try (Stream<Path> paths = Files.walk(directory)) {
+            paths.sorted(Comparator.reverseOrder()).forEach(path -> path.toFile().delete());
+        } catch (IOException e) {
+            // Already gone, or not ours to delete: nothing to clean.
+        }
+    }
+
+    private static String rootMessage(Throwable error) {
+        Throwable root = error;
+        while (root.getCause() != null) {
+            root = root.getCause();
+        }
+        return root.getMessage();
+    }
+}

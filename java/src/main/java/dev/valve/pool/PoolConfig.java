@@ -1,0 +1,38 @@
+package dev.valve.pool;
+
+import java.time.Duration;
+
+/**
+ * Sizing and timing rules of a {@link WorkerPool}.
+ *
+ * @param nMin          upstreams kept running even when idle
+ * @param nMax          upstreams never exceeded
+ * @param maxAge        an idle upstream older than this is stopped (down to {@code nMin})
+ * @param checkUnused   how often idle upstreams are looked at
+ * @param queueMax      requests allowed to wait for an upstream; more are refused
+ * @param queueTimeout  how long a request may wait for an upstream
+ */
+public record PoolConfig(int nMin, int nMax, Duration maxAge, Duration checkUnused,
+                         int queueMax, Duration queueTimeout) {
+
+    public PoolConfig {
+        if (nMin < 0) {
+            throw new IllegalArgumentException("nMin must be >= 0, got " + nMin);
+        }
+        if (nMax < 1 || nMax < nMin) {
+            throw new IllegalArgumentException("nMax must be >= 1 and >= nMin, got " + nMax);
+        }
+        if (queueMax < 0) {
+            throw new IllegalArgumentException("queueMax must be >= 0, got " + queueMax);
+        }
+        requirePositive("maxAge", maxAge);
+        requirePositive("checkUnused", checkUnused);
+        requirePositive("queueTimeout", queueTimeout);
+    }
+
+    private static void requirePositive(String name, Duration value) {
+        if (value == null || value.isNegative() || value.isZero()) {
+            throw new IllegalArgumentException(name + " must be a positive duration, got " + value);
+        }
+    }
+}

@@ -1,0 +1,30 @@
+package dev.valve.pool;
+
+import java.util.List;
+
+/**
+ * A consistent snapshot of the pool, taken under its lock.
+ *
+ * @param starting  upstreams launched but not yet answering HTTP
+ * @param idle      upstreams ready and without a request
+ * @param busy      upstreams with a request in flight
+ * @param queued    requests waiting for an upstream
+ * @param started   upstreams that became ready since the pool started
+ * @param failed    launches that failed since the pool started
+ * @param upstreams one entry per ready upstream
+ */
+public record PoolStatus(int starting, int idle, int busy, int queued, long started, long failed,
+                         List<UpstreamStatus> upstreams) {
+
+    /**
+     * @param name        upstream name
+     * @param pid         process id, -1 for remote upstreams
+     * @param port        port it listens on
+     * @param busy        whether a request is in flight
+     * @param requests    requests it has answered or is answering
+     * @param maxInFlight the most requests it ever had at once; anything above 1 is a bug
+     */
+    public record UpstreamStatus(String name, long pid, int port, boolean busy, long requests,
+                                 int maxInFlight) {
+    }
+}

@@ -1,0 +1,246 @@
+package dev.valve.proxy;
+
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.OutputStream;
+import java.io.UncheckedIOException;
+import java.net.InetSocketAddress;
+import java.net.SocketAddress;
+import java.net.SocketTimeoutException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.HashSet;
+import java.util.List;
+import java.util.Locale;
+import java.util.Set;
+
+import dev.valve.log.LogSink;
+import dev.valve.pool.Lease;
+import dev.valve.pool.PoolException;
+import dev.valve.pool.Upstream;
+import dev.valve.pool.WorkerPool;
+
+import io.helidon.http.Header;
+import io.helidon.http.HeaderName;
+import io.helidon.http.HeaderNames;
+import io.helidon.http.HeaderValues;
+import io.helidon.http.Method;
+import io.helidon.http.ServerRequestHeaders;
+import io.helidon.http.Status;
+import io.helidon.webserver.CloseConnectionException;
+import io.helidon.webserver.http.Handler;
+import io.helidon.webserver.http.ServerRequest;
+import io.helidon.webserver.http.ServerResponse;
+
+/**
+ * Forwards every request to a leased upstream.
+ *
+ * <p>The request body is read completely (memory, then a temporary file) before a worker is
+ * leased, so a slow client never holds an R process. The response is pumped from the worker into
+ * a spool on its own thread and the lease returned as soon as the worker is done, while this
+ * thread feeds the client from the spool at the client's pace, flushing whenever it catches up
+ * so streamed responses stay streamed.
+ */
+public final class ProxyHandler implements Handler {
+    private static final Header RETRY_AFTER = HeaderValues.create(HeaderNames.RETRY_AFTER, "1");
+    private static final byte[] NO_BYTES = new byte[0];
+
+    /**
+     * @param maxBodySize    largest request body accepted, in bytes
+     * @param memoryBuffer   bytes of one body kept in memory before spilling to disk
+     * @param requestTimeout how long a worker may stay silent before the request fails with 504
+     * @param spoolDirectory where bodies spill to
+     */
+    public record Settings(long maxBodySize, int memoryBuffer, Duration requestTimeout, Path spoolDirectory) {
+    }
+
+    private static final Duration CONNECT_TIMEOUT = Duration.ofSeconds(5);
+
+    private final WorkerPool pool;
+    private final Settings settings;
+    private final LogSink log;
+
+    public ProxyHandler(WorkerPool pool, Settings settings, LogSink log) {
+        this.pool = pool;
+        this.settings = settings;
+        this.log = log;
+    }
+
+    @Override
+    public void handle(ServerRequest req, ServerResponse res) {
+        forward(req, res);
+        if (clientWantsClose(req)) {
+            // Helidon 4.5 answers "Connection: close" but keeps the connection open
+            // (helidon-io/helidon#12324): a client reading to end-of-stream would hang.
+            throw new CloseConnectionException("the client asked to close the connection");
+        }
+    }
+
+    private static boolean clientWantsClose(ServerRequest req) {
+        ServerRequestHeaders headers = req.headers();
+        if (headers.contains(HeaderValues.CONNECTION_CLOSE)) {
+            return true;
+        }
+        return "1.0".equals(req.prologue().protocolVersion()) && !headers.contains(HeaderValues.CONNECTION_KEEP_ALIVE);
+    }
+
+    private void forward(ServerRequest req, ServerResponse res) {
+        try (Spool body = req.content().hasEntity() ? receiveBody(req) : null) {
+            Lease lease;
+            try {
+                lease = pool.acquire();
+            } catch (PoolException e) {
+                sendError(res, Status.SERVICE_UNAVAILABLE_503, e.getMessage());
+                return;
+            }
+            exchange(lease, req, body, res);
+        } catch (Spool.BodyTooLargeException e) {
+            sendError(res, Status.REQUEST_ENTITY_TOO_LARGE_413, e.getMessage());
+        } catch (IOException e) {
+            throw new UncheckedIOException(e);
+        }
+    }
+
+    private Spool receiveBody(ServerRequest req) throws IOException {
+        Spool body = new Spool(settings.memoryBuffer(), settings.spoolDirectory());
+        try (InputStream in = req.content().inputStream()) {
+            body.fill(in, settings.maxBodySize());
+            return body;
+        } catch (IOException | RuntimeException e) {
+            body.close();
+            throw e;
+        }
+    }
+
+    private void exchange(Lease lease, ServerRequest req, Spool body, ServerResponse res) throws IOException {
+        Upstream upstream = lease.upstream();
+        boolean head = req.prologue().method().equals(Method.HEAD);
+        UpstreamExchange exchange = null;
+        UpstreamExchange.Response answer;
+        try {
+            exchange = UpstreamExchange.open(upstream.host(), upstream.port(), CONNECT_TIMEOUT,
+                    settings.requestTimeout());
+            exchange.send(req.prologue().method().text(), target(req), forwardHeaders(req), body);
+            answer = exchange.receive(head);
+        } catch (IOException e) {
+            if (exchange != null) {
+                exchange.close();
+            }
+            lease.discard();
+            if (e instanceof SocketTimeoutException) {
+                log.add("valve", upstream.name() + " did not answer within "
+                        + settings.requestTimeout().toSeconds() + " s; replacing it");
+                sendError(res, Status.GATEWAY_TIMEOUT_504, upstream.name() + " did not answer in time");
+            } else {
+                log.add("valve", upstream.name() + " failed: " + e);
+                sendError(res, Status.BAD_GATEWAY_502, upstream.name() + " failed before answering");
+            }
+            return;
+        }
+        relay(lease, exchange, answer, res);
+    }
+
+    /** The request target exactly as the client sent it: a proxy must not re-encode it. */
+    private static String target(ServerRequest req) {
+        String path = req.prologue().uriPath().rawPath();
+        return req.prologue().hasQuery() ? path + "?" + req.prologue().query().rawValue() : path;
+    }
+
+    private static List<String[]> forwardHeaders(ServerRequest req) {
+        ServerRequestHeaders in = req.headers();
+        HopByHop hop = HopByHop.of(in);
+        List<String[]> out = new ArrayList<>(in.size() + 3);
+        for (Header header : in) {
+            HeaderName name = header.headerName();
+            if (hop.contains(header) || name.equals(HeaderNames.CONTENT_LENGTH) || name.equals(HeaderNames.EXPECT)
+                    || name.equals(HeaderNames.X_FORWARDED_FOR) || name.equals(HeaderNames.X_FORWARDED_PROTO)
+                    || name.equals(HeaderNames.X_FORWARDED_HOST)) {
+                continue;
+            }
+            for (String value : header.allValues()) {
+                out.add(new String[] {header.name(), value});
+            }
+        }
+        out.add(new String[] {"X-Forwarded-For", forwardedFor(req)});
+        out.add(new String[] {"X-Forwarded-Proto", req.isSecure() ? "https" : "http"});
+        in.first(HeaderNames.HOST).ifPresent(host -> out.add(new String[] {"X-Forwarded-Host", host}));
+        return out;
+    }
+
+    private void relay(Lease lease, UpstreamExchange exchange, UpstreamExchange.Response answer,
+                       ServerResponse res) throws IOException {
+        res.status(Status.create(answer.status(), answer.reason()));
+        Set<String> hop = hopByHopNames(answer.headers());
+        for (String[] header : answer.headers()) {
+            if (!hop.contains(header[0].toLowerCase(Locale.ROOT))) {
+                res.headers().add(HeaderValues.create(header[0], header[1]));
+            }
+        }
+        if (answer.body() == null) {
+            exchange.close();
+            lease.release();
+            // For HEAD the worker's Content-Length describes the body a GET would get: it stays.
+            res.send(NO_BYTES);
+            return;
+        }
+        Spool spool = new Spool(settings.memoryBuffer(), settings.spoolDirectory());
+        Thread.ofVirtual().name("valve-pump-" + lease.upstream().name())
+                .start(() -> pump(lease, exchange, answer.body(), spool));
+        try (spool; OutputStream out = res.outputStream()) {
+            spool.transferTo(out);
+        } catch (IOException | UncheckedIOException e) {
+            // Headers are out, so no error status can follow: dropping the connection is the only
+            // honest way to tell the client the body is incomplete (or the client is gone anyway).
+            throw new CloseConnectionException("response not completed: " + e.getMessage(), e);
+        }
+    }
+
+    /** Takes the response from the worker at the worker's pace, then frees the worker. */
+    private void pump(Lease lease, UpstreamExchange exchange, InputStream in, Spool spool) {
+        byte[] buffer = new byte[64 * 1024];
+        try (exchange) {
+            int count;
+            while ((count = in.read(buffer)) >= 0) {
+                spool.write(buffer, 0, count);
+            }
+            spool.finish();
+            lease.release();
+        } catch (IOException | RuntimeException e) {
+            spool.fail(e instanceof IOException io ? io : new IOException(e));
+            lease.discard();
+            log.add("valve", lease.upstream().name() + " broke off its response: " + e);
+        }
+    }
+
+    private static Set<String> hopByHopNames(List<String[]> headers) {
+        Set<String> names = new HashSet<>(HopByHop.ALWAYS);
+        for (String[] header : headers) {
+            if (header[0].equalsIgnoreCase("connection")) {
+                HopByHop.addTokens(header[1], names);
+            }
+        }
+        return names;
+    }
+
+    /** The client's own chain, if any, with the address we actually saw appended. */
+    private static String forwardedFor(ServerRequest req) {
+        SocketAddress peer = req.remotePeer().address();
+        String client = peer instanceof InetSocketAddress inet
+                ? inet.getAddress().getHostAddress()
+                : String.valueOf(peer);
+        return req.headers().first(HeaderNames.X_FORWARDED_FOR)
+                .map(previous -> previous + ", " + client)
+                .orElse(client);
+    }
+
+    private static void sendError(ServerResponse res, Status status, String message) {
+        res.status(status);
+        if (status.code() == Status.SERVICE_UNAVAILABLE_503.code()) {
+            res.header(RETRY_AFTER);
+        }
+        res.header(HeaderValues.CONTENT_TYPE_TEXT_PLAIN);
+        res.send(("valve: " + message + "\n").getBytes(StandardCharsets.UTF_8));
+    }
+}

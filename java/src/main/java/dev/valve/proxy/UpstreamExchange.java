@@ -1,0 +1,264 @@
+package dev.valve.proxy;
+
+import java.io.BufferedInputStream;
+import java.io.BufferedOutputStream;
+import java.io.ByteArrayOutputStream;
+import java.io.Closeable;
+import java.io.EOFException;
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.OutputStream;
+import java.net.InetSocketAddress;
+import java.net.Socket;
+import java.nio.charset.StandardCharsets;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Locale;
+
+/**
+ * One HTTP/1.1 request to an upstream on a fresh connection, closed afterwards.
+ *
+ * <p>Written here rather than taken from Helidon's WebClient because a reverse proxy must send
+ * the request target byte for byte: WebClient 4.5 decodes {@code %2F} to {@code /} (which changes
+ * routing), regroups and reorders query parameters and rewrites {@code +}. A fresh connection per
+ * request is deliberate too: plumber writes head and body in two unflushed writes, and on a
+ * reused connection Nagle plus delayed ACK stalls every response by about 40 ms.
+ */
+final class UpstreamExchange implements Closeable {
+    private static final int MAX_HEAD_BYTES = 64 * 1024;
+
+    /**
+     * A response head. {@link #body()} yields exactly the body bytes, decoded from chunking, and
+     * is null when the response has no body (HEAD, 204, 304).
+     */
+    record Response(int status, String reason, List<String[]> headers, InputStream body) {
+    }
+
+    private final Socket socket;
+    private final InputStream in;
+    private final OutputStream out;
+
+    private UpstreamExchange(Socket socket) throws IOException {
+        this.socket = socket;
+        this.in = new BufferedInputStream(socket.getInputStream(), 64 * 1024);
+        this.out = new BufferedOutputStream(socket.getOutputStream(), 64 * 1024);
+    }
+
+    /**
+     * @param readTimeout how long the upstream may stay silent; past it reads throw
+     *                    {@link java.net.SocketTimeoutException}
+     */
+    static UpstreamExchange open(String host, int port, Duration connectTimeout, Duration readTimeout) throws IOException {
+        Socket socket = new Socket();
+        try {
+            socket.setTcpNoDelay(true);
+            socket.connect(new InetSocketAddress(host, port), (int) connectTimeout.toMillis());
+            socket.setSoTimeout((int) Math.min(Integer.MAX_VALUE, readTimeout.toMillis()));
+            return new UpstreamExchange(socket);
+        } catch (IOException | RuntimeException e) {
+            socket.close();
+            throw e;
+        }
+    }
+
+    /**
+     * Sends the request. {@code headers} are name/value pairs already cleaned of hop-by-hop and
+     * framing headers; this adds {@code Connection: close} and the body's {@code Content-Length}.
+     */
+    void send(String method, String target, List<String[]> headers, Spool body) throws IOException {
+        StringBuilder head = new StringBuilder(256 + headers.size() * 32);
+        head.append(method).append(' ').append(target).append(" HTTP/1.1\r\n");
+        for (String[] header : headers) {
+            head.append(header[0]).append(": ").append(header[1]).append("\r\n");
+        }
+        if (body != null) {
+            head.append("Content-Length: ").append(body.size()).append("\r\n");
+        }
+        head.append("Connection: close\r\n\r\n");
+        out.write(head.toString().getBytes(StandardCharsets.ISO_8859_1));
+        if (body != null) {
+            body.transferTo(out);
+        }
+        out.flush();
+    }
+
+    /** Reads the response head, skipping interim 1xx answers. */
+    Response receive(boolean headRequest) throws IOException {
+        while (true) {
+            String statusLine = readLine();
+            String[] parts = statusLine.split(" ", 3);
+            if (parts.length < 2 || !parts[0].startsWith("HTTP/1.")) {
+                throw new IOException("not an HTTP/1.x status line: " + abbreviate(statusLine));
+            }
+            int status = parseStatus(parts[1]);
+            List<String[]> headers = readHeaders();
+            if (status >= 100 && status < 200) {
+                continue;
+            }
+            String reason = parts.length > 2 ? parts[2] : "";
+            return new Response(status, reason, headers, body(headRequest, status, headers));
+        }
+    }
+
+    private InputStream body(boolean headRequest, int status, List<String[]> headers) throws IOException {
+        if (headRequest || status == 204 || status == 304) {
+            return null;
+        }
+        String transferEncoding = null;
+        String contentLength = null;
+        for (String[] header : headers) {
+            if (header[0].equalsIgnoreCase("transfer-encoding")) {
+                transferEncoding = header[1];
+            } else if (header[0].equalsIgnoreCase("content-length")) {
+                contentLength = header[1];
+            }
+        }
+        if (transferEncoding != null) {
+            if (!transferEncoding.toLowerCase(Locale.ROOT).trim().endsWith("chunked")) {
+                return in;
+            }
+            return new ChunkedInputStream();
+        }
+        if (contentLength != null) {
+            try {
+                long length = Long.parseLong(contentLength.trim());
+                if (length < 0) {
+                    throw new NumberFormatException();
+                }
+                return new FixedLengthInputStream(length);
+            } catch (NumberFormatException e) {
+                throw new IOException("invalid Content-Length from upstream: " + abbreviate(contentLength));
+            }
+        }
+        return in;
+    }
+
+    private List<String[]> readHeaders() throws IOException {
+        List<String[]> headers = new ArrayList<>();
+        int total = 0;
+        String line;
+        while (!(line = readLine()).isEmpty()) {
+            total += line.length();
+            if (total > MAX_HEAD_BYTES) {
+                throw new IOException("upstream response headers exceed " + MAX_HEAD_BYTES + " bytes");
+            }
+            int colon = line.indexOf(':');
+            if (colon <= 0 || line.charAt(0) == ' ' || line.charAt(0) == '\t') {
+                throw new IOException("malformed upstream header: " + abbreviate(line));
+            }
+            headers.add(new String[] {line.substring(0, colon).trim(), line.substring(colon + 1).trim()});
+        }
+        return headers;
+    }
+
+    private String readLine() throws IOException {
+        ByteArrayOutputStream line = new ByteArrayOutputStream(128);
+        int b;
+        while ((b = in.read()) != '\n') {
+            if (b < 0) {
+                throw new EOFException("upstream closed the connection");
+            }
+            if (line.size() >= MAX_HEAD_BYTES) {
+                throw new IOException("upstream line exceeds " + MAX_HEAD_BYTES + " bytes");
+            }
+            line.write(b);
+        }
+        int length = line.size();
+        byte[] bytes = line.toByteArray();
+        return new String(bytes, 0, length > 0 && bytes[length - 1] == '\r' ? length - 1 : length,
+                StandardCharsets.ISO_8859_1);
+    }
+
+    private static int parseStatus(String text) throws IOException {
+        try {
+            int status = Integer.parseInt(text);
+            if (status < 100 || status > 999) {
+                throw new NumberFormatException();
+            }
+            return status;
+        } catch (NumberFormatException e) {
+            throw new IOException("invalid upstream status: " + abbreviate(text));
+        }
+    }
+
+    private static String abbreviate(String text) {
+        return text.length() <= 80 ? text : text.substring(0, 80) + "...";
+    }
+
+    @Override
+    public void close() throws IOException {
+        socket.close();
+    }
+
+    /** Exactly {@code remaining} bytes; fewer before end-of-stream is an error, not a short body. */
+    private final class FixedLengthInputStream extends InputStream {
+        private long remaining;
+
+        FixedLengthInputStream(long length) {
+            this.remaining = length;
+        }
+
+        @Override
+        public int read() throws IOException {
+            byte[] one = new byte[1];
+            return read(one, 0, 1) < 0 ? -1 : one[0] & 0xff;
+        }
+
+        @Override
+        public int read(byte[] buffer, int offset, int length) throws IOException {
+            if (remaining == 0) {
+                return -1;
+            }
+            int count = in.read(buffer, offset, (int) Math.min(length, remaining));
+            if (count < 0) {
+                throw new EOFException("upstream body ended " + remaining + " bytes early");
+            }
+            remaining -= count;
+            return count;
+        }
+    }
+
+    /** Decodes chunked transfer coding; trailers are read and dropped. */
+    private final class ChunkedInputStream extends InputStream {
+        private long chunkLeft;
+        private boolean done;
+
+        @Override
+        public int read() throws IOException {
+            byte[] one = new byte[1];
+            return read(one, 0, 1) < 0 ? -1 : one[0] & 0xff;
+        }
+
+        @Override
+        public int read(byte[] buffer, int offset, int length) throws IOException {
+            if (done) {
+                return -1;
+            }
+            if (chunkLeft == 0) {
+                String sizeLine = readLine();
+                int semicolon = sizeLine.indexOf(';');
+                String size = (semicolon >= 0 ? sizeLine.substring(0, semicolon) : sizeLine).trim();
+                try {
+                    chunkLeft = Long.parseUnsignedLong(size, 16);
+                } catch (NumberFormatException e) {
+                    throw new IOException("invalid chunk size from upstream: " + abbreviate(sizeLine));
+                }
+                if (chunkLeft == 0) {
+                    readHeaders();
+                    done = true;
+                    return -1;
+                }
+            }
+            int count = in.read(buffer, offset, (int) Math.min(length, chunkLeft));
+            if (count < 0) {
+                throw new EOFException("upstream chunked body ended early");
+            }
+            chunkLeft -= count;
+            if (chunkLeft == 0 && !readLine().isEmpty()) {
+                throw new IOException("chunk not followed by CRLF");
+            }
+            return count;
+        }
+    }
+}

@@ -1,0 +1,90 @@
+package dev.valve;
+
+import java.io.BufferedInputStream;
+import java.io.ByteArrayOutputStream;
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.OutputStream;
+import java.net.InetAddress;
+import java.net.Socket;
+import java.nio.charset.StandardCharsets;
+import java.util.List;
+import java.util.Map;
+
+import dev.valve.pool.StubWorker;
+
+/**
+ * A deliberately dumb HTTP/1.1 client on a raw socket: tests decide every byte sent (including
+ * hop-by-hop and malformed headers, which java.net.http refuses to send) and see every byte back.
+ */
+final class RawHttp implements AutoCloseable {
+    record Response(int status, Map<String, List<String>> headers, byte[] body) {
+        String text() {
+            return new String(body, StandardCharsets.UTF_8);
+        }
+
+        String header(String name) {
+            List<String> values = headers.get(name.toLowerCase(java.util.Locale.ROOT));
+            return values == null ? null : String.join(", ", values);
+        }
+    }
+
+    private final Socket socket;
+    final InputStream in;
+    final OutputStream out;
+
+    RawHttp(int port) throws IOException {
+        socket = new Socket(InetAddress.getLoopbackAddress(), port);
+        socket.setSoTimeout(30_000);
+        in = new BufferedInputStream(socket.getInputStream());
+        out = socket.getOutputStream();
+    }
+
+    void send(String head) throws IOException {
+        out.write(head.getBytes(StandardCharsets.ISO_8859_1));
+        out.flush();
+    }
+
+    /** Reads one response; {@code bodyless} for answers to HEAD. */
+    Response read(boolean bodyless) throws IOException {
+        String statusLine = StubWorker.readLine(in);
+        if (statusLine == null) {
+            throw new IOException("connection closed before a response");
+        }
+        int status = Integer.parseInt(statusLine.split(" ")[1]);
+        Map<String, List<String>> headers = StubWorker.readHeaders(in);
+        if (bodyless || status == 204 || status == 304) {
+            return new Response(status, headers, new byte[0]);
+        }
+        ByteArrayOutputStream body = new ByteArrayOutputStream();
+        if (headers.containsKey("transfer-encoding")) {
+            String size;
+            while ((size = StubWorker.readLine(in)) != null && Integer.parseInt(size.trim(), 16) > 0) {
+                body.write(in.readNBytes(Integer.parseInt(size.trim(), 16)));
+                StubWorker.readLine(in);
+            }
+            StubWorker.readHeaders(in);
+        } else if (headers.containsKey("content-length")) {
+            body.write(in.readNBytes(Integer.parseInt(headers.get("content-length").get(0))));
+        } else {
+            body.write(in.readAllBytes());
+        }
+        return new Response(status, headers, body.toByteArray());
+    }
+
+    static Response exchange(int port, String head) throws IOException {
+        try (RawHttp http = new RawHttp(port)) {
+            http.send(head);
+            return http.read(head.startsWith("HEAD "));
+        }
+    }
+
+    static Response get(int port, String target) throws IOException {
+        return exchange(port, "GET " + target + " HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    }
+
+    @Override
+    public void close() throws IOException {
+        socket.close();
+    }
+}

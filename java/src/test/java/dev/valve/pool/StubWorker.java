@@ -1,0 +1,303 @@
+package dev.valve.pool;
+
+import java.io.BufferedInputStream;
+import java.io.ByteArrayOutputStream;
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.OutputStream;
+import java.net.InetAddress;
+import java.net.ServerSocket;
+import java.net.Socket;
+import java.nio.charset.StandardCharsets;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import java.util.Queue;
+import java.util.concurrent.ConcurrentLinkedQueue;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.CopyOnWriteArrayList;
+import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.concurrent.atomic.AtomicInteger;
+import java.util.zip.CRC32;
+
+/**
+ * An HTTP/1.1 worker on a real loopback socket, written by hand so tests see exactly what the
+ * engine sends and can make it misbehave. Paths: {@code /sleep?ms=N}, {@code /echo},
+ * {@code /bytes?n=N}, {@code /stream} (first chunk, then waits for {@link #streamGate}),
+ * {@code /status?code=N}, {@code /die} (crashes mid-request), {@code /die-mid-body}.
+ */
+public final class StubWorker implements Upstream {
+    /** What the worker received. Header names are lower case. */
+    public record Received(String method, String target, Map<String, List<String>> headers,
+                           long bodyLength, long bodyCrc) {
+    }
+
+    public final CountDownLatch streamGate = new CountDownLatch(1);
+    public final Queue<Received> received = new ConcurrentLinkedQueue<>();
+    public final AtomicInteger inFlight = new AtomicInteger();
+    public final AtomicInteger maxInFlight = new AtomicInteger();
+
+    private final String name;
+    private final ServerSocket server;
+    private final AtomicBoolean alive = new AtomicBoolean(true);
+    private final List<Runnable> deathCallbacks = new CopyOnWriteArrayList<>();
+    private final List<Socket> open = new CopyOnWriteArrayList<>();
+
+    public StubWorker(int id) throws IOException {
+        this.name = "worker " + id;
+        this.server = new ServerSocket(0, 50, InetAddress.getLoopbackAddress());
+        Thread.ofVirtual().start(this::acceptLoop);
+    }
+
+    @Override
+    public String name() {
+        return name;
+    }
+
+    @Override
+    public String host() {
+        return "127.0.0.1";
+    }
+
+    @Override
+    public int port() {
+        return server.getLocalPort();
+    }
+
+    @Override
+    public long pid() {
+        return -1;
+    }
+
+    @Override
+    public boolean isAlive() {
+        return alive.get();
+    }
+
+    @Override
+    public void onDeath(Runnable callback) {
+        deathCallbacks.add(callback);
+    }
+
+    @Override
+    public void stop(Duration grace) {
+        shutDown();
+    }
+
+    /** Dies like a killed process: every connection drops and the pool is told. */
+    public void crash() {
+        if (shutDown()) {
+            deathCallbacks.forEach(Runnable::run);
+        }
+    }
+
+    private boolean shutDown() {
+        if (!alive.compareAndSet(true, false)) {
+            return false;
+        }
+        try {
+            server.close();
+        } catch (IOException e) {
+            // Closing is all we wanted.
+        }
+        for (Socket socket : open) {
+            try {
+                socket.close();
+            } catch (IOException e) {
+                // Same.
+            }
+        }
+        return true;
+    }
+
+    private void acceptLoop() {
+        while (alive.get()) {
+            try {
+                Socket socket = server.accept();
+                open.add(socket);
+                Thread.ofVirtual().start(() -> serve(socket));
+            } catch (IOException e) {
+                return;
+            }
+        }
+    }
+
+    private void serve(Socket socket) {
+        try (socket) {
+            InputStream in = new BufferedInputStream(socket.getInputStream());
+            OutputStream out = socket.getOutputStream();
+            String requestLine = readLine(in);
+            if (requestLine == null) {
+                return;
+            }
+            String[] parts = requestLine.split(" ");
+            Map<String, List<String>> headers = readHeaders(in);
+            CRC32 crc = new CRC32();
+            long length = readBody(in, headers, crc);
+            Received request = new Received(parts[0], parts[1], headers, length, crc.getValue());
+            received.add(request);
+            int now = inFlight.incrementAndGet();
+            maxInFlight.accumulateAndGet(now, Math::max);
+            try {
+                respond(request, out);
+            } finally {
+                inFlight.decrementAndGet();
+            }
+        } catch (IOException | InterruptedException e) {
+            // The client or the test went away; a stub has nothing to clean up.
+        } finally {
+            open.remove(socket);
+        }
+    }
+
+    private void respond(Received request, OutputStream out) throws IOException, InterruptedException {
+        String path = request.target().replaceFirst("\\?.*", "");
+        String query = request.target().contains("?") ? request.target().replaceFirst("^[^?]*\\?", "") : "";
+        switch (path) {
+            case "/sleep" -> {
+                Thread.sleep(Long.parseLong(param(query, "ms", "100")));
+                send(out, 200, Map.of("Content-Type", "text/plain"), name.getBytes(StandardCharsets.UTF_8));
+            }
+            case "/bytes" -> {
+                long n = Long.parseLong(param(query, "n", "10"));
+                writeHead(out, 200, Map.of("Content-Length", Long.toString(n)));
+                byte[] block = new byte[64 * 1024];
+                for (int i = 0; i < block.length; i++) {
+                    block[i] = (byte) (i % 251);
+                }
+                for (long sent = 0; sent < n; ) {
+                    int count = (int) Math.min(block.length, n - sent);
+                    out.write(block, 0, count);
+                    sent += count;
+                }
+                out.flush();
+            }
+            case "/stream" -> {
+                writeHead(out, 200, Map.of("Transfer-Encoding", "chunked", "Content-Type", "text/plain"));
+                writeChunk(out, "first\n");
+                streamGate.await();
+                writeChunk(out, "second\n");
+                out.write("0\r\n\r\n".getBytes(StandardCharsets.US_ASCII));
+                out.flush();
+            }
+            case "/status" -> {
+                int code = Integer.parseInt(param(query, "code", "204"));
+                send(out, code, Map.of("ETag", "\"v1\""), new byte[0]);
+            }
+            case "/die" -> crash();
+            case "/die-mid-body" -> {
+                writeHead(out, 200, Map.of("Content-Length", "1000000"));
+                out.write(new byte[1000]);
+                out.flush();
+                crash();
+            }
+            default -> {
+                Map<String, String> head = new LinkedHashMap<>();
+                head.put("Content-Type", "text/plain");
+                head.put("X-Stub-Worker", name);
+                head.put("Set-Cookie", "a=1");
+                head.put("Keep-Alive", "timeout=5");
+                byte[] body = ("method=" + request.method() + "\ntarget=" + request.target()
+                        + "\nbody=" + request.bodyLength() + "\n").getBytes(StandardCharsets.UTF_8);
+                if (request.method().equals("HEAD")) {
+                    writeHead(out, 200, Map.of("Content-Length", Integer.toString(body.length)));
+                    out.flush();
+                } else {
+                    send(out, 200, head, body);
+                }
+            }
+        }
+    }
+
+    private static String param(String query, String name, String fallback) {
+        for (String pair : query.split("&")) {
+            if (pair.startsWith(name + "=")) {
+                return pair.substring(name.length() + 1);
+            }
+        }
+        return fallback;
+    }
+
+    private static void send(OutputStream out, int status, Map<String, String> headers, byte[] body) throws IOException {
+        Map<String, String> all = new LinkedHashMap<>(headers);
+        if (status != 204 && status != 304) {
+            all.put("Content-Length", Integer.toString(body.length));
+        }
+        writeHead(out, status, all);
+        out.write(body);
+        out.flush();
+    }
+
+    private static void writeHead(OutputStream out, int status, Map<String, String> headers) throws IOException {
+        StringBuilder head = new StringBuilder("HTTP/1.1 " + status + " Stub\r\nConnection: close\r\n");
+        headers.forEach((name, value) -> head.append(name).append(": ").append(value).append("\r\n"));
+        out.write(head.append("\r\n").toString().getBytes(StandardCharsets.US_ASCII));
+    }
+
+    private static void writeChunk(OutputStream out, String text) throws IOException {
+        byte[] bytes = text.getBytes(StandardCharsets.UTF_8);
+        out.write((Integer.toHexString(bytes.length) + "\r\n").getBytes(StandardCharsets.US_ASCII));
+        out.write(bytes);
+        out.write("\r\n".getBytes(StandardCharsets.US_ASCII));
+        out.flush();
+    }
+
+    public static Map<String, List<String>> readHeaders(InputStream in) throws IOException {
+        Map<String, List<String>> headers = new LinkedHashMap<>();
+        String line;
+        while ((line = readLine(in)) != null && !line.isEmpty()) {
+            int colon = line.indexOf(':');
+            headers.computeIfAbsent(line.substring(0, colon).trim().toLowerCase(Locale.ROOT), k -> new ArrayList<>())
+                    .add(line.substring(colon + 1).trim());
+        }
+        return headers;
+    }
+
+    /** Reads a Content-Length or chunked body, counting and checksumming it without keeping it. */
+    static long readBody(InputStream in, Map<String, List<String>> headers, CRC32 crc) throws IOException {
+        byte[] buffer = new byte[64 * 1024];
+        if (headers.containsKey("transfer-encoding")) {
+            long total = 0;
+            while (true) {
+                long size = Long.parseLong(readLine(in).split(";")[0].trim(), 16);
+                if (size == 0) {
+                    readHeaders(in);
+                    return total;
+                }
+                total += copy(in, size, buffer, crc);
+                readLine(in);
+            }
+        }
+        List<String> length = headers.get("content-length");
+        return length == null ? 0 : copy(in, Long.parseLong(length.get(0)), buffer, crc);
+    }
+
+    private static long copy(InputStream in, long size, byte[] buffer, CRC32 crc) throws IOException {
+        long left = size;
+        while (left > 0) {
+            int count = in.read(buffer, 0, (int) Math.min(buffer.length, left));
+            if (count < 0) {
+                throw new IOException("body ended early");
+            }
+            crc.update(buffer, 0, count);
+            left -= count;
+        }
+        return size;
+    }
+
+    public static String readLine(InputStream in) throws IOException {
+        ByteArrayOutputStream line = new ByteArrayOutputStream();
+        int b;
+        while ((b = in.read()) >= 0) {
+            if (b == '\n') {
+                String text = line.toString(StandardCharsets.ISO_8859_1);
+                return text.endsWith("\r") ? text.substring(0, text.length() - 1) : text;
+            }
+            line.write(b);
+        }
+        return line.size() == 0 ? null : line.toString(StandardCharsets.ISO_8859_1);
+    }
+}

@@ -1,0 +1,254 @@
+package dev.valve.pool;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertSame;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.CopyOnWriteArrayList;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicInteger;
+
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.Test;
+
+class WorkerPoolTest {
+    private final StubLauncher launcher = new StubLauncher();
+    private final List<String> events = new CopyOnWriteArrayList<>();
+    private WorkerPool pool;
+
+    private WorkerPool pool(int nMin, int nMax, Duration maxAge, int queueMax, Duration queueTimeout) {
+        pool = new WorkerPool(new PoolConfig(nMin, nMax, maxAge, Duration.ofMillis(20), queueMax, queueTimeout),
+                launcher, events::add);
+        return pool;
+    }
+
+    private WorkerPool pool(int nMin, int nMax) {
+        return pool(nMin, nMax, Duration.ofMinutes(5), 1000, Duration.ofSeconds(30));
+    }
+
+    @AfterEach
+    void close() {
+        if (pool != null) {
+            pool.close();
+        }
+    }
+
+    @Test
+    void startLaunchesNMinAndWaitsForThem() throws Exception {
+        pool(2, 4).start().get(10, TimeUnit.SECONDS);
+        PoolStatus status = pool.status();
+        assertEquals(2, status.idle());
+        assertEquals(2, launcher.launched.size());
+    }
+
+    @Test
+    void neverTwoRequestsOnOneUpstream() throws Exception {
+        pool(2, 2).start().get(10, TimeUnit.SECONDS);
+        Map<Upstream, AtomicInteger> inUse = new ConcurrentHashMap<>();
+        AtomicInteger worst = new AtomicInteger();
+        AtomicInteger overall = new AtomicInteger();
+        AtomicInteger overallWorst = new AtomicInteger();
+        List<Thread> clients = new ArrayList<>();
+        for (int i = 0; i < 40; i++) {
+            clients.add(Thread.ofVirtual().start(() -> {
+                try (Lease lease = pool.acquire()) {
+                    AtomicInteger count = inUse.computeIfAbsent(lease.upstream(), u -> new AtomicInteger());
+                    worst.accumulateAndGet(count.incrementAndGet(), Math::max);
+                    overallWorst.accumulateAndGet(overall.incrementAndGet(), Math::max);
+                    Thread.sleep(2);
+                    overall.decrementAndGet();
+                    count.decrementAndGet();
+                } catch (Exception e) {
+                    throw new AssertionError(e);
+                }
+            }));
+        }
+        for (Thread client : clients) {
+            client.join();
+        }
+        assertEquals(1, worst.get(), "an upstream had two leases at once");
+        assertEquals(2, overallWorst.get(), "both upstreams should have been used at once");
+        pool.status().upstreams().forEach(u -> assertEquals(1, u.maxInFlight()));
+        assertEquals(40, pool.status().upstreams().stream().mapToLong(PoolStatus.UpstreamStatus::requests).sum());
+    }
+
+    @Test
+    void waitersAreServedInArrivalOrder() throws Exception {
+        pool(1, 1).start().get(10, TimeUnit.SECONDS);
+        Lease first = pool.acquire();
+        List<Integer> order = new CopyOnWriteArrayList<>();
+        List<Thread> waiters = new ArrayList<>();
+        for (int i = 0; i < 8; i++) {
+            int index = i;
+            waiters.add(Thread.ofVirtual().start(() -> {
+                try (Lease lease = pool.acquire()) {
+                    order.add(index);
+                } catch (PoolException e) {
+                    throw new AssertionError(e);
+                }
+            }));
+            Await.until("waiter " + i + " is queued", () -> pool.status().queued() == index + 1);
+        }
+        first.release();
+        for (Thread waiter : waiters) {
+            waiter.join();
+        }
+        assertEquals(List.of(0, 1, 2, 3, 4, 5, 6, 7), order);
+    }
+
+    @Test
+    void scalesUpOnePerWaiterButNeverAboveNMax() throws Exception {
+        pool(1, 4).start().get(10, TimeUnit.SECONDS);
+        Lease held = pool.acquire();
+        launcher.hold();
+        List<Thread> waiters = new ArrayList<>();
+        for (int i = 0; i < 6; i++) {
+            waiters.add(Thread.ofVirtual().start(() -> {
+                try (Lease lease = pool.acquire()) {
+                    Thread.sleep(1);
+                } catch (Exception e) {
+                    throw new AssertionError(e);
+                }
+            }));
+        }
+        Await.until("six requests wait", () -> pool.status().queued() == 6);
+        assertEquals(3, pool.status().starting(), "one launch per waiter, capped at n_max");
+        assertEquals(4, launcher.launched.size());
+        launcher.releaseHeld();
+        for (Thread waiter : waiters) {
+            waiter.join();
+        }
+        held.release();
+        assertEquals(4, pool.status().upstreams().size());
+        assertEquals(4, launcher.launched.size());
+    }
+
+    @Test
+    void idleUpstreamsAreStoppedDownToNMin() throws Exception {
+        pool(1, 3, Duration.ofMillis(100), 1000, Duration.ofSeconds(30)).start().get(10, TimeUnit.SECONDS);
+        List<Lease> leases = new ArrayList<>();
+        for (int i = 0; i < 3; i++) {
+            Thread.ofVirtual().start(() -> {
+                try {
+                    Lease lease = pool.acquire();
+                    synchronized (leases) {
+                        leases.add(lease);
+                    }
+                } catch (PoolException e) {
+                    throw new AssertionError(e);
+                }
+            });
+        }
+        Await.until("three upstreams are busy", () -> pool.status().busy() == 3);
+        leases.forEach(Lease::release);
+        Await.until("the pool shrinks to n_min", () -> pool.status().upstreams().size() == 1);
+        Await.until("reaped upstreams are stopped",
+                () -> launcher.launched.stream().filter(StubWorker::isAlive).count() == 1);
+        assertTrue(events.stream().anyMatch(e -> e.contains("idle for more than")), events.toString());
+    }
+
+    @Test
+    void aFullQueueRefusesAtOnce() throws Exception {
+        pool(1, 1, Duration.ofMinutes(5), 1, Duration.ofSeconds(30)).start().get(10, TimeUnit.SECONDS);
+        Lease held = pool.acquire();
+        Thread waiter = Thread.ofVirtual().start(() -> {
+            try (Lease lease = pool.acquire()) {
+                assertSame(held.upstream(), lease.upstream());
+            } catch (PoolException e) {
+                throw new AssertionError(e);
+            }
+        });
+        Await.until("one request waits", () -> pool.status().queued() == 1);
+        PoolException full = assertThrows(PoolException.class, pool::acquire);
+        assertEquals(PoolException.Reason.QUEUE_FULL, full.reason());
+        held.release();
+        waiter.join();
+    }
+
+    @Test
+    void waitingTooLongGivesUp() throws Exception {
+        pool(1, 1, Duration.ofMinutes(5), 10, Duration.ofMillis(50)).start().get(10, TimeUnit.SECONDS);
+        Lease held = pool.acquire();
+        PoolException timeout = assertThrows(PoolException.class, pool::acquire);
+        assertEquals(PoolException.Reason.QUEUE_TIMEOUT, timeout.reason());
+        assertEquals(0, pool.status().queued());
+        held.release();
+        pool.acquire().release();
+    }
+
+    @Test
+    void aDeadUpstreamLeavesAndIsReplaced() throws Exception {
+        pool(1, 2).start().get(10, TimeUnit.SECONDS);
+        StubWorker first = launcher.launched.get(0);
+        first.crash();
+        Await.until("a replacement is ready", () -> launcher.launched.size() == 2 && pool.status().idle() == 1);
+        try (Lease lease = pool.acquire()) {
+            assertSame(launcher.launched.get(1), lease.upstream());
+        }
+    }
+
+    @Test
+    void aDiscardedUpstreamIsStopped() throws Exception {
+        pool(1, 2).start().get(10, TimeUnit.SECONDS);
+        Lease lease = pool.acquire();
+        StubWorker worker = (StubWorker) lease.upstream();
+        lease.discard();
+        Await.until("the discarded upstream is stopped", () -> !worker.isAlive());
+        Await.until("n_min is restored", () -> pool.status().idle() == 1);
+        assertEquals(2, launcher.launched.size());
+    }
+
+    @Test
+    void aFailedLaunchFailsStartAndWaitersAtOnce() {
+        launcher.failing.set(true);
+        ExecutionException startError = assertThrows(ExecutionException.class,
+                () -> pool(1, 2).start().get(10, TimeUnit.SECONDS));
+        assertTrue(startError.getCause().getMessage().contains("Error in library(missing)"));
+        pool.close();
+
+        pool(0, 2);
+        PoolException noUpstream = assertThrows(PoolException.class, pool::acquire);
+        assertEquals(PoolException.Reason.NO_UPSTREAM, noUpstream.reason());
+        assertTrue(noUpstream.getMessage().contains("Error in library(missing)"));
+    }
+
+    @Test
+    void repeatedLaunchFailuresBackOffInsteadOfSpinning() throws Exception {
+        launcher.failing.set(true);
+        pool(1, 2).start();
+        Thread.sleep(1500);
+        // Without backoff this would be thousands; with it: 0, 0.25, 0.5, 1 s delays.
+        int attempts = launcher.attempts.get();
+        assertTrue(attempts >= 2 && attempts <= 8, "launch attempts in 1.5 s: " + attempts);
+        launcher.failing.set(false);
+        Await.until("the pool recovers once launches work", () -> pool.status().idle() == 1);
+    }
+
+    @Test
+    void closeLetsInFlightRequestsFinish() throws Exception {
+        pool(1, 1).start().get(10, TimeUnit.SECONDS);
+        Lease inFlight = pool.acquire();
+        StubWorker worker = (StubWorker) inFlight.upstream();
+        Thread closer = Thread.ofVirtual().start(() -> pool.close(Duration.ofSeconds(20)));
+        Await.until("new requests are refused", () -> {
+            try {
+                pool.acquire().release();
+                return false;
+            } catch (PoolException e) {
+                return e.reason() == PoolException.Reason.CLOSED;
+            }
+        });
+        assertTrue(worker.isAlive(), "the in-flight request's upstream must not be stopped yet");
+        inFlight.release();
+        closer.join();
+        assertFalse(worker.isAlive());
+    }
+}
