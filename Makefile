@@ -21,7 +21,7 @@ MVN := mvn -B -q -f java/pom.xml
 VERSION := $(shell sed -n 's/^Version: //p' DESCRIPTION)
 TARBALL := valve_$(VERSION).tar.gz
 
-APT_PACKAGES := r-base-core r-base-dev r-cran-rjava r-cran-plumber r-cran-testthat \
+APT_PACKAGES := r-base-core r-cran-rjava r-cran-plumber r-cran-testthat \
   r-cran-cli r-cran-rlang r-cran-jsonlite r-cran-later r-cran-curl r-cran-processx \
   r-cran-withr r-cran-roxygen2 maven openjdk-17-jre-headless util-linux procps curl
 
@@ -49,7 +49,7 @@ $(STAMPS)/apt: Makefile
 
 jars: inst/java/valve-engine.jar
 
-inst/java/valve-engine.jar: $(JAVA_SOURCES) $(STAMPS)/apt
+inst/java/valve-engine.jar: $(JAVA_SOURCES) | $(STAMPS)/apt
 	rm -rf inst/java
 	$(MVN) package -DskipTests
 	@touch $@
@@ -57,7 +57,7 @@ inst/java/valve-engine.jar: $(JAVA_SOURCES) $(STAMPS)/apt
 document: $(STAMPS)/document
 
 # roxygen2 sources the R files rather than loading the package, so it needs no JVM.
-$(STAMPS)/document: $(R_SOURCES) $(STAMPS)/apt
+$(STAMPS)/document: $(R_SOURCES) | $(STAMPS)/apt
 	$(RSCRIPT) -e 'roxygen2::roxygenise(load_code = roxygen2::load_source)'
 	@mkdir -p $(STAMPS) && touch $@
 
@@ -69,10 +69,14 @@ $(STAMPS)/install: $(PACKAGE_FILES) inst/java/valve-engine.jar $(STAMPS)/documen
 	@touch $@
 
 demo: install
+	@echo "valve demo: once it says it is serving, try in another shell:"
+	@echo "  curl 'http://127.0.0.1:3000/hello?name=valve'"
+	@echo "  curl 'http://127.0.0.1:3000/sleep?ms=500'   (docs: http://127.0.0.1:3000/__docs__/)"
 	$(RSCRIPT) -e 'valve::valve_run(system.file("examples", "hello", "plumber.R", package = "valve"), port = 3000, n_max = 4)'
 
-java-test: $(STAMPS)/apt
-	$(MVN) test
+# Not quiet: Surefire's summary lines are the record of what ran.
+java-test: | $(STAMPS)/apt
+	mvn -B -f java/pom.xml test
 
 # End-to-end tests must run here: VALVE_E2E=required turns a would-be skip into a failure,
 # and the testthat summary is checked for skips as well.

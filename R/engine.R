@@ -39,7 +39,8 @@ engine_stop <- function(engine, grace) {
 engine_call <- function(expr, call = rlang::caller_env()) {
   tryCatch(expr, Throwable = function(e) {
     java <- e$jobj
-    kind <- if (!is.null(java) && rJava::`%instanceof%`(java, "dev.valve.ValveException")) {
+    # Compare names: %instanceof% would look the class up outside valve's own class loader.
+    kind <- if (!is.null(java) && identical(java$getClass()$getName(), "dev.valve.ValveException")) {
       java$kind()
     } else {
       "engine"
@@ -49,7 +50,7 @@ engine_call <- function(expr, call = rlang::caller_env()) {
       c(engine_error_headline(kind), x = "{message}"),
       kind = kind,
       call = call,
-      message = message
+      java_message = message
     )
   })
 }

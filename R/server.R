@@ -109,14 +109,16 @@ valve_run <- function(plumber_file = "plumber.R", host = "127.0.0.1", port = 300
     startup_timeout = startup_timeout, max_body_size = max_body_size, ...
   )
   on.exit(engine_stop(server$engine, grace = 0), add = TRUE)
-  cli::cli_inform(c(
-    v = "valve is serving {.url {server$url}} with {n_min} to {n_max} worker{?s}.",
-    i = "Press Ctrl-C to stop."
-  ))
   tryCatch(
-    while (engine_running(server$engine)) {
-      show_logs(server)
-      Sys.sleep(0.1)
+    {
+      cli::cli_inform(c(
+        v = "valve is serving {.url {server$url}} with {n_min} to {n_max} worker{?s}.",
+        i = "Press Ctrl-C to stop."
+      ))
+      while (engine_running(server$engine)) {
+        show_logs(server)
+        Sys.sleep(0.1)
+      }
     },
     interrupt = function(e) cli::cli_inform(c(i = "Stopping valve."))
   )

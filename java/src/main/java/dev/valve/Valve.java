@@ -2,6 +2,9 @@ package dev.valve;
 
 import java.io.IOException;
 import java.io.UncheckedIOException;
+import java.net.InetAddress;
+import java.net.InetSocketAddress;
+import java.net.ServerSocket;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.Comparator;
@@ -81,8 +84,9 @@ public final class Valve implements AutoCloseable {
         return withOwnClassLoader(() -> {
             Path spool = createSpoolDirectory();
             WorkerPool pool = new WorkerPool(config.pool(), launcher, line -> log.add("valve", line));
-            WebServer server;
+            WebServer server = null;
             try {
+                checkBindable(config.host(), config.port());
                 server = WebServer.builder()
                         .host(config.host())
                         .port(config.port())
@@ -91,7 +95,14 @@ public final class Valve implements AutoCloseable {
                         .routing(routing -> routing.any(new ProxyHandler(pool, config.proxy(spool), log)))
                         .build()
                         .start();
-            } catch (RuntimeException e) {
+                // Helidon 4.5 logs a failed bind and returns a stopped server instead of throwing.
+                if (!server.isRunning()) {
+                    throw new IOException("the listener did not start (is the port taken?)");
+                }
+            } catch (IOException | RuntimeException e) {
+                if (server != null) {
+                    server.stop();
+                }
                 pool.close();
                 deleteTree(spool);
                 throw new ValveException(ValveException.BIND, "cannot listen on " + config.host() + ":"
@@ -186,6 +197,16 @@ public final class Valve implements AutoCloseable {
     @FunctionalInterface
     private interface Starter<T> {
         T start() throws ValveException;
+    }
+
+    /** Binding once ourselves gives the operating system's own reason, such as "Address already in use". */
+    private static void checkBindable(String host, int port) throws IOException {
+        if (port == 0) {
+            return;
+        }
+        try (ServerSocket probe = new ServerSocket()) {
+            probe.bind(new InetSocketAddress(InetAddress.getByName(host), port));
+        }
     }
 
     private static Path createSpoolDirectory() {

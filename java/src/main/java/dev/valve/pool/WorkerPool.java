@@ -310,8 +310,8 @@ public final class WorkerPool implements AutoCloseable {
             } catch (RuntimeException e) {
                 launch = CompletableFuture.failedFuture(e);
             }
-            launches.add(launch);
-            launch.whenComplete(this::onLaunched);
+            // The pool has taken the upstream in only once onLaunched ran: callers wait for that.
+            launches.add(launch.whenComplete(this::onLaunched));
         }
         return launches;
     }

@@ -1,0 +1,4 @@
+library(testthat)
+library(valve)
+
+test_check("valve")

@@ -1,0 +1,22 @@
+# The API every end-to-end test serves.
+
+#* @get /pid
+function() list(pid = Sys.getpid())
+
+#* Sleeps, reporting when it ran, to show parallelism and one-request-per-worker.
+#* @get /sleep
+function(ms = 1000) {
+  started <- as.numeric(Sys.time())
+  Sys.sleep(as.numeric(ms) / 1000)
+  list(pid = Sys.getpid(), started = started, finished = as.numeric(Sys.time()))
+}
+
+#* @post /echo
+function(req) list(bytes = length(req$bodyRaw), pid = Sys.getpid())
+
+#* Writes a line to stderr, which valve should tag with the worker's name.
+#* @get /say
+function(text = "hello") {
+  message("said: ", text)
+  list(pid = Sys.getpid())
+}

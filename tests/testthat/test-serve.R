@@ -1,0 +1,83 @@
+test_that("four concurrent requests run at once on four distinct workers", {
+  server <- local_valve(n_min = 4, n_max = 4)
+  results <- http_parallel(rep(paste0(server$url, "/sleep?ms=1000"), 4))
+
+  expect_equal(vapply(results, `[[`, integer(1), "status"), rep(200L, 4))
+  runs <- do.call(rbind, lapply(results, function(r) as.data.frame(json(r))))
+  expect_equal(length(unique(runs$pid)), 4)
+  # All four ran in parallel: each one started before every other one finished.
+  expect_true(max(runs$started) < min(runs$finished))
+
+  workers <- valve_workers(server)
+  expect_setequal(workers$pid, runs$pid)
+  expect_equal(workers$max_in_flight, rep(1L, 4))
+})
+
+test_that("a worker never has two requests at once, even when requests outnumber workers", {
+  server <- local_valve(n_min = 2, n_max = 2)
+  results <- http_parallel(rep(paste0(server$url, "/sleep?ms=200"), 8))
+
+  expect_equal(vapply(results, `[[`, integer(1), "status"), rep(200L, 8))
+  runs <- do.call(rbind, lapply(results, function(r) as.data.frame(json(r))))
+  for (pid in unique(runs$pid)) {
+    mine <- runs[runs$pid == pid, ]
+    mine <- mine[order(mine$started), ]
+    if (nrow(mine) > 1) {
+      expect_true(all(mine$started[-1] >= mine$finished[-nrow(mine)]))
+    }
+  }
+  expect_equal(valve_workers(server)$max_in_flight, c(1L, 1L))
+  expect_equal(sum(valve_workers(server)$requests), 8)
+})
+
+test_that("the pool grows to n_max under load and shrinks back to n_min when idle", {
+  server <- local_valve(n_min = 1, n_max = 3, max_age = 1, check_unused = 0.2)
+  expect_equal(nrow(valve_workers(server)), 1)
+
+  results <- http_parallel(rep(paste0(server$url, "/sleep?ms=1500"), 3))
+  expect_equal(vapply(results, `[[`, integer(1), "status"), rep(200L, 3))
+  expect_equal(nrow(valve_workers(server)), 3)
+  grown <- valve_workers(server)$pid
+
+  wait_until(function() nrow(valve_workers(server)) == 1, "the pool is back at n_min")
+  stopped <- setdiff(grown, valve_workers(server)$pid)
+  expect_length(stopped, 2)
+  wait_until(function() !any(vapply(stopped, pid_alive, logical(1))), "idle workers have exited")
+  expect_match(paste(valve_logs(server), collapse = "\n"), "idle for more than 1 s")
+})
+
+test_that("requests pass through with their bodies", {
+  server <- local_valve()
+  body <- as.raw(rep(1:255, length.out = 3e6))
+  handle <- curl::new_handle(post = TRUE, postfieldsize = length(body), postfields = body)
+  curl::handle_setheaders(handle, "Content-Type" = "application/octet-stream")
+  response <- curl::curl_fetch_memory(paste0(server$url, "/echo"), handle = handle)
+  expect_equal(response$status_code, 200L)
+  expect_equal(jsonlite::fromJSON(rawToChar(response$content))$bytes, length(body))
+
+  expect_equal(http_get(paste0(server$url, "/nope"))$status, 404L)
+})
+
+test_that("worker output reaches valve_logs() tagged with the worker's name", {
+  server <- local_valve()
+  pid <- json(http_get(paste0(server$url, "/say?text=ping-from-test")))$pid
+  name <- valve_workers(server)$name[valve_workers(server)$pid == pid]
+  seen <- character()
+  wait_until(
+    function() {
+      seen <<- c(seen, valve_logs(server))
+      any(grepl(paste0("[", name, "] said: ping-from-test"), seen, fixed = TRUE))
+    },
+    "the worker's line is logged"
+  )
+  expect_true(any(grepl(paste0("[valve] ", name, " ready in"), seen, fixed = TRUE)))
+})
+
+test_that("the handle prints its address, state and workers", {
+  server <- local_valve(n_min = 2, n_max = 5)
+  expect_match(format(server)[1], paste0("^<valve_server> ", server$url, " \\(running\\)$"))
+  expect_match(format(server)[2], "0 busy, 2 idle, 0 starting \\(n_min 2, n_max 5\\); 0 requests queued")
+  expect_output(print(server), "valve_server")
+  valve_stop(server)
+  expect_match(format(server)[1], "\\(stopped\\)$")
+})
