@@ -89,3 +89,14 @@ test_that("valve_run() serves until interrupted, then stops every worker and ret
   expect_match(output, "valve_run returned")
   expect_false(pid_alive(pid))
 })
+
+test_that("dropping the handle stops the engine and its workers when it is garbage collected", {
+  skip_if_no_engine()
+  server <- valve_start(test_api(), port = 0, n_min = 2)
+  pids <- valve_workers(server)$pid
+  url <- server$url
+  rm(server)
+  gc()
+  wait_until(function() !any(vapply(pids, pid_alive, logical(1))), "the finalizer stops the workers")
+  expect_error(curl::curl_fetch_memory(url), class = "error")
+})
