@@ -7,6 +7,7 @@ import java.net.InetSocketAddress;
 import java.net.ServerSocket;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.time.Duration;
 import java.util.Comparator;
 import java.util.LinkedHashMap;
 import java.util.Map;
@@ -25,6 +26,7 @@ import dev.valve.pool.WorkerPool;
 import dev.valve.proxy.ProxyHandler;
 
 import io.helidon.webserver.WebServer;
+import io.helidon.webserver.http1.Http1Config;
 
 import sun.misc.Signal;
 import sun.misc.SignalHandler;
@@ -43,15 +45,18 @@ public final class Valve implements AutoCloseable {
     private final ValveConfig config;
     private final LogSink log;
     private final WorkerPool pool;
+    private final ProxyHandler handler;
     private final WebServer server;
     private final Path spoolDirectory;
     private final String url;
     private final AtomicBoolean stopped = new AtomicBoolean();
 
-    private Valve(ValveConfig config, LogSink log, WorkerPool pool, WebServer server, Path spoolDirectory) {
+    private Valve(ValveConfig config, LogSink log, WorkerPool pool, ProxyHandler handler, WebServer server,
+                  Path spoolDirectory) {
         this.config = config;
         this.log = log;
         this.pool = pool;
+        this.handler = handler;
         this.server = server;
         this.spoolDirectory = spoolDirectory;
         // Bound once: Helidon reports port -1 after a stop, and the handle should still say where it was.
@@ -84,6 +89,7 @@ public final class Valve implements AutoCloseable {
         return withOwnClassLoader(() -> {
             Path spool = createSpoolDirectory();
             WorkerPool pool = new WorkerPool(config.pool(), launcher, line -> log.add("valve", line));
+            ProxyHandler handler = new ProxyHandler(pool, config.proxy(spool), log);
             WebServer server = null;
             try {
                 checkBindable(config.host(), config.port());
@@ -92,7 +98,15 @@ public final class Valve implements AutoCloseable {
                         .port(config.port())
                         .shutdownHook(false)
                         .maxPayloadSize(config.maxBodySize())
-                        .routing(routing -> routing.any(new ProxyHandler(pool, config.proxy(spool), log)))
+                        .idleConnectionTimeout(ValveConfig.seconds(config.clientTimeout()))
+                        .idleConnectionPeriod(idleCheckPeriod(config.clientTimeout()))
+                        // Without this, an explicit HTTP/1 config is added beside the discovered one and
+                        // unrecognisable request lines get a silent close instead of a 400.
+                        .protocolsDiscoverServices(false)
+                        .addProtocol(Http1Config.builder()
+                                .maxHeadersSize(8 * ValveConfig.MAX_HEADER_BYTES)
+                                .build())
+                        .routing(routing -> routing.any(handler))
                         .build()
                         .start();
                 // Helidon 4.5 logs a failed bind and returns a stopped server instead of throwing.
@@ -104,11 +118,12 @@ public final class Valve implements AutoCloseable {
                     server.stop();
                 }
                 pool.close();
+                handler.close();
                 deleteTree(spool);
                 throw new ValveException(ValveException.BIND, "cannot listen on " + config.host() + ":"
                         + config.port() + ": " + rootMessage(e), e);
             }
-            Valve valve = new Valve(config, log, pool, server, spool);
+            Valve valve = new Valve(config, log, pool, handler, server, spool);
             log.add("valve", "listening on " + valve.url() + ", starting " + config.nMin() + " worker(s)");
             try {
                 pool.start().get(Math.round(config.startupTimeout() * 1000) + 5000, TimeUnit.MILLISECONDS);
@@ -156,6 +171,7 @@ public final class Valve implements AutoCloseable {
         log.add("valve", "stopping");
         pool.close(ValveConfig.seconds(Math.max(0, graceSeconds)));
         server.stop();
+        handler.close();
         deleteTree(spoolDirectory);
         log.add("valve", "stopped");
     }
@@ -197,6 +213,11 @@ public final class Valve implements AutoCloseable {
     @FunctionalInterface
     private interface Starter<T> {
         T start() throws ValveException;
+    }
+
+    /** Helidon looks for idle connections on a timer: often enough that a timeout is kept within ~25%. */
+    private static Duration idleCheckPeriod(double clientTimeoutSeconds) {
+        return ValveConfig.seconds(Math.min(5.0, Math.max(0.1, clientTimeoutSeconds / 4)));
     }
 
     /** Binding once ourselves gives the operating system's own reason, such as "Address already in use". */

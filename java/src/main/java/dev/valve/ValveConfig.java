@@ -31,12 +31,14 @@ import dev.valve.proxy.ProxyHandler;
  * @param startupTimeout seconds a worker may take to answer HTTP after it is spawned
  * @param maxBodySize    largest request body in bytes; larger gets 413
  * @param memoryBuffer   bytes of one body kept in memory before spilling to a temporary file
+ * @param clientTimeout  seconds a client connection may stay silent (in headers, in a body, or
+ *                       idle between requests) before it is closed
  * @param worker         how to spawn one worker
  */
 public record ValveConfig(String host, Integer port, Integer nMin, Integer nMax,
                           Double checkUnused, Double maxAge, Integer queueMax, Double queueTimeout,
                           Double requestTimeout, Double startupTimeout, Long maxBodySize,
-                          Integer memoryBuffer, Worker worker) {
+                          Integer memoryBuffer, Double clientTimeout, Worker worker) {
 
     /**
      * @param command     program and arguments
@@ -72,8 +74,12 @@ public record ValveConfig(String host, Integer port, Integer nMin, Integer nMax,
         startupTimeout = startupTimeout == null ? 60.0 : startupTimeout;
         maxBodySize = maxBodySize == null ? 256L * 1024 * 1024 : maxBodySize;
         memoryBuffer = memoryBuffer == null ? 256 * 1024 : memoryBuffer;
+        clientTimeout = clientTimeout == null ? 30.0 : clientTimeout;
         if (port < 0 || port > 65535) {
             throw new IllegalArgumentException("port must be between 0 and 65535, got " + port);
+        }
+        if (!(clientTimeout > 0)) {
+            throw new IllegalArgumentException("client_timeout must be > 0, got " + clientTimeout);
         }
         if (maxBodySize < 0 || memoryBuffer < 0) {
             throw new IllegalArgumentException("max_body_size and memory_buffer must be >= 0");
@@ -110,8 +116,12 @@ public record ValveConfig(String host, Integer port, Integer nMin, Integer nMax,
                 Path.of(worker.directory()), seconds(startupTimeout), "/__valve__/ready");
     }
 
+    /** Request heads above this get 431 from valve; Helidon's own parser limit is set well above it. */
+    static final int MAX_HEADER_BYTES = 32 * 1024;
+
     ProxyHandler.Settings proxy(Path spoolDirectory) {
-        return new ProxyHandler.Settings(maxBodySize, memoryBuffer, seconds(requestTimeout), spoolDirectory);
+        return new ProxyHandler.Settings(maxBodySize, memoryBuffer, seconds(requestTimeout), spoolDirectory,
+                MAX_HEADER_BYTES, seconds(clientTimeout));
     }
 
     static Duration seconds(double value) {

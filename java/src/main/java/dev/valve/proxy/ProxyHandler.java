@@ -27,6 +27,7 @@ import io.helidon.http.HeaderName;
 import io.helidon.http.HeaderNames;
 import io.helidon.http.HeaderValues;
 import io.helidon.http.Method;
+import io.helidon.http.RequestException;
 import io.helidon.http.ServerRequestHeaders;
 import io.helidon.http.Status;
 import io.helidon.webserver.CloseConnectionException;
@@ -52,20 +53,37 @@ public final class ProxyHandler implements Handler {
      * @param memoryBuffer   bytes of one body kept in memory before spilling to disk
      * @param requestTimeout how long a worker may stay silent before the request fails with 504
      * @param spoolDirectory where bodies spill to
+     * @param maxHeaderBytes largest request head (all header lines) accepted; larger gets 431
+     * @param clientTimeout  how long a read of a request body may stall before the connection closes
      */
-    public record Settings(long maxBodySize, int memoryBuffer, Duration requestTimeout, Path spoolDirectory) {
+    public record Settings(long maxBodySize, int memoryBuffer, Duration requestTimeout, Path spoolDirectory,
+                           int maxHeaderBytes, Duration clientTimeout) {
     }
+
+    /** What a plumber API can answer; anything else is refused here, without costing a worker. */
+    private static final Set<Method> FORWARDED_METHODS = Set.of(Method.GET, Method.HEAD, Method.POST, Method.PUT,
+            Method.DELETE, Method.OPTIONS, Method.PATCH);
+    private static final Set<Method> REFUSED_METHODS = Set.of(Method.CONNECT, Method.TRACE);
+    private static final Header ALLOW = HeaderValues.create(HeaderNames.ALLOW,
+            "GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH");
 
     private static final Duration CONNECT_TIMEOUT = Duration.ofSeconds(5);
 
     private final WorkerPool pool;
     private final Settings settings;
     private final LogSink log;
+    private final StallGuard stallGuard;
 
     public ProxyHandler(WorkerPool pool, Settings settings, LogSink log) {
         this.pool = pool;
         this.settings = settings;
         this.log = log;
+        this.stallGuard = new StallGuard(settings.clientTimeout());
+    }
+
+    /** Stops the timer behind the client read timeout. */
+    public void close() {
+        stallGuard.close();
     }
 
     @Override
@@ -87,7 +105,36 @@ public final class ProxyHandler implements Handler {
     }
 
     private void forward(ServerRequest req, ServerResponse res) {
-        try (Spool body = req.content().hasEntity() ? receiveBody(req) : null) {
+        Method method = req.prologue().method();
+        if (!FORWARDED_METHODS.contains(method)) {
+            res.header(ALLOW);
+            boolean known = REFUSED_METHODS.contains(method);
+            sendError(res, known ? Status.METHOD_NOT_ALLOWED_405 : Status.NOT_IMPLEMENTED_501,
+                    "method " + method.text() + (known ? " is not allowed" : " is not supported"));
+            return;
+        }
+        if (headerBytes(req.headers()) > settings.maxHeaderBytes()) {
+            sendError(res, Status.create(431, "Request Header Fields Too Large"),
+                    "request headers are larger than " + settings.maxHeaderBytes() + " bytes");
+            return;
+        }
+        Spool body;
+        try {
+            body = req.content().hasEntity() ? receiveBody(req) : null;
+        } catch (Spool.BodyTooLargeException e) {
+            sendError(res, Status.REQUEST_ENTITY_TOO_LARGE_413, e.getMessage());
+            throw new CloseConnectionException("request body too large");
+        } catch (RequestException e) {
+            // Helidon's own framing checks, e.g. a chunked body past max_body_size (413).
+            sendError(res, e.status(), "the request body was refused: " + e.getMessage());
+            throw new CloseConnectionException("refused request body", e);
+        } catch (IOException | RuntimeException e) {
+            // Malformed chunking, a body that stalled or ended early, or the client is gone: the
+            // connection's framing is lost, so answer if still possible and close it.
+            sendError(res, Status.BAD_REQUEST_400, "the request body could not be read");
+            throw new CloseConnectionException("unreadable request body", e);
+        }
+        try (body) {
             Lease lease;
             try {
                 lease = pool.acquire();
@@ -96,16 +143,24 @@ public final class ProxyHandler implements Handler {
                 return;
             }
             exchange(lease, req, body, res);
-        } catch (Spool.BodyTooLargeException e) {
-            sendError(res, Status.REQUEST_ENTITY_TOO_LARGE_413, e.getMessage());
         } catch (IOException e) {
             throw new UncheckedIOException(e);
         }
     }
 
+    private static int headerBytes(ServerRequestHeaders headers) {
+        int total = 0;
+        for (Header header : headers) {
+            for (String value : header.allValues()) {
+                total += header.name().length() + value.length() + 4;
+            }
+        }
+        return total;
+    }
+
     private Spool receiveBody(ServerRequest req) throws IOException {
         Spool body = new Spool(settings.memoryBuffer(), settings.spoolDirectory());
-        try (InputStream in = req.content().inputStream()) {
+        try (InputStream in = stallGuard.guard(req.content().inputStream())) {
             body.fill(in, settings.maxBodySize());
             return body;
         } catch (IOException | RuntimeException e) {
@@ -142,10 +197,22 @@ public final class ProxyHandler implements Handler {
         relay(lease, exchange, answer, res);
     }
 
-    /** The request target exactly as the client sent it: a proxy must not re-encode it. */
-    private static String target(ServerRequest req) {
-        String path = req.prologue().uriPath().rawPath();
+    /**
+     * The request target exactly as the client sent it (a proxy must not re-encode it), except
+     * that an absolute-form target ({@code http://host/path}) becomes origin-form for the worker.
+     */
+    static String target(ServerRequest req) {
+        String path = originForm(req.prologue().uriPath().rawPath());
         return req.prologue().hasQuery() ? path + "?" + req.prologue().query().rawValue() : path;
+    }
+
+    static String originForm(String rawPath) {
+        int scheme = rawPath.indexOf("://");
+        if (scheme <= 0 || rawPath.startsWith("/")) {
+            return rawPath;
+        }
+        int slash = rawPath.indexOf('/', scheme + 3);
+        return slash < 0 ? "/" : rawPath.substring(slash);
     }
 
     private static List<String[]> forwardHeaders(ServerRequest req) {
@@ -236,6 +303,9 @@ public final class ProxyHandler implements Handler {
     }
 
     private static void sendError(ServerResponse res, Status status, String message) {
+        if (res.isSent()) {
+            return;
+        }
         res.status(status);
         if (status.code() == Status.SERVICE_UNAVAILABLE_503.code()) {
             res.header(RETRY_AFTER);
