@@ -20,3 +20,16 @@ function(text = "hello") {
   message("said: ", text)
   list(pid = Sys.getpid())
 }
+
+#* What API code can see of the request and the process.
+#* @get /introspect
+function(req) {
+  list(
+    request = sort(ls(req, all.names = TRUE)),
+    headers = sort(names(req$HEADERS)),
+    env = sort(names(Sys.getenv()))
+  )
+}
+
+#* @get /forwarded
+function(req) list(xff = req$HTTP_X_FORWARDED_FOR, proto = req$HTTP_X_FORWARDED_PROTO, host = req$HTTP_X_FORWARDED_HOST)

@@ -7,8 +7,10 @@ import java.net.InetSocketAddress;
 import java.net.ServerSocket;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.security.SecureRandom;
 import java.time.Duration;
 import java.util.Comparator;
+import java.util.HexFormat;
 import java.util.LinkedHashMap;
 import java.util.Map;
 import java.util.concurrent.ExecutionException;
@@ -79,17 +81,18 @@ public final class Valve implements AutoCloseable {
             throw new ValveException(ValveException.CONFIG, e.getMessage(), e);
         }
         LogSink log = new LogSink(LOG_CAPACITY, null);
-        return start(config, log, new ProcessLauncher(config.launcher(), log));
+        String secret = newSecret();
+        return start(config, log, new ProcessLauncher(config.launcher(secret), log), secret);
     }
 
     /** Starts with any launcher; tests use in-process stub workers. */
-    static Valve start(ValveConfig config, LogSink log, UpstreamLauncher launcher) throws ValveException {
+    static Valve start(ValveConfig config, LogSink log, UpstreamLauncher launcher, String secret) throws ValveException {
         ignoreSigpipe();
         HELIDON_LOGGER.setLevel(Level.WARNING);
         return withOwnClassLoader(() -> {
             Path spool = createSpoolDirectory();
             WorkerPool pool = new WorkerPool(config.pool(), launcher, line -> log.add("valve", line));
-            ProxyHandler handler = new ProxyHandler(pool, config.proxy(spool), log);
+            ProxyHandler handler = new ProxyHandler(pool, config.proxy(spool, secret), log);
             WebServer server = null;
             try {
                 checkBindable(config.host(), config.port());
@@ -213,6 +216,13 @@ public final class Valve implements AutoCloseable {
     @FunctionalInterface
     private interface Starter<T> {
         T start() throws ValveException;
+    }
+
+    /** A per-run secret that workers demand, so local users cannot bypass the queue by calling a worker. */
+    static String newSecret() {
+        byte[] bytes = new byte[32];
+        new SecureRandom().nextBytes(bytes);
+        return HexFormat.of().formatHex(bytes);
     }
 
     /** Helidon looks for idle connections on a timer: often enough that a timeout is kept within ~25%. */

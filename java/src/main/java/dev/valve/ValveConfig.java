@@ -111,17 +111,17 @@ public record ValveConfig(String host, Integer port, Integer nMin, Integer nMax,
         return new PoolConfig(nMin, nMax, seconds(maxAge), seconds(checkUnused), queueMax, seconds(queueTimeout));
     }
 
-    ProcessLauncher.Settings launcher() {
+    ProcessLauncher.Settings launcher(String secret) {
         return new ProcessLauncher.Settings(worker.command(), worker.environment(),
-                Path.of(worker.directory()), seconds(startupTimeout), "/__valve__/ready");
+                Path.of(worker.directory()), seconds(startupTimeout), "/__valve__/ready", secret);
     }
 
     /** Request heads above this get 431 from valve; Helidon's own parser limit is set well above it. */
     static final int MAX_HEADER_BYTES = 32 * 1024;
 
-    ProxyHandler.Settings proxy(Path spoolDirectory) {
+    ProxyHandler.Settings proxy(Path spoolDirectory, String secret) {
         return new ProxyHandler.Settings(maxBodySize, memoryBuffer, seconds(requestTimeout), spoolDirectory,
-                MAX_HEADER_BYTES, seconds(clientTimeout));
+                MAX_HEADER_BYTES, seconds(clientTimeout), secret);
     }
 
     static Duration seconds(double value) {

@@ -37,7 +37,7 @@ class BadInputTest {
     void start() throws ValveException {
         ValveConfig config = ValveConfig.fromJson("{\"port\": 0, \"n_min\": 1, \"n_max\": 1, \"client_timeout\": 1,"
                 + " \"max_body_size\": 1000000, \"worker\": {\"command\": [\"unused\"]}}");
-        valve = Valve.start(config, new LogSink(1000, null), launcher);
+        valve = Valve.start(config, new LogSink(1000, null), launcher, "test-secret");
         port = URI.create(valve.url()).getPort();
     }
 

@@ -33,7 +33,7 @@ class ProxyTest {
     private void start(String extraJson) throws ValveException {
         ValveConfig config = ValveConfig.fromJson("{\"port\": 0, \"n_min\": 1, \"n_max\": 2, "
                 + extraJson + "\"worker\": {\"command\": [\"unused\"]}}");
-        valve = Valve.start(config, new LogSink(1000, null), launcher);
+        valve = Valve.start(config, new LogSink(1000, null), launcher, "test-secret");
         port = URI.create(valve.url()).getPort();
     }
 
@@ -75,7 +75,8 @@ class ProxyTest {
                 + "X-Custom: yes\r\n"
                 + "Accept: text/plain\r\n"
                 + "X-Forwarded-For: 10.1.2.3\r\n"
-                + "X-Forwarded-Proto: https\r\n\r\n");
+                + "X-Forwarded-Proto: https\r\n"
+                + "X-Valve-Secret: a-guess\r\n\r\n");
         assertEquals(200, response.status());
         var headers = worker().received.poll().headers();
         assertEquals(List.of("yes"), headers.get("x-custom"));
@@ -88,6 +89,7 @@ class ProxyTest {
         assertEquals(List.of("10.1.2.3, 127.0.0.1"), headers.get("x-forwarded-for"));
         assertEquals(List.of("http"), headers.get("x-forwarded-proto"));
         assertEquals(List.of("api.example:8080"), headers.get("x-forwarded-host"));
+        assertEquals(List.of("test-secret"), headers.get("x-valve-secret"), "the engine's secret, never the client's");
         // And on the way back: the worker's Keep-Alive is its own business, the rest is the client's.
         assertNull(response.header("keep-alive"));
         assertEquals("a=1", response.header("set-cookie"));

@@ -45,9 +45,11 @@ public final class ProcessLauncher implements UpstreamLauncher {
      * @param directory      working directory of the workers
      * @param startupTimeout how long a worker may take to answer HTTP
      * @param probePath      path requested to see whether a worker answers
+     * @param secret         written to each worker's standard input as its first line, then
+     *                       closed; unlike the environment, API code cannot read it back
      */
     public record Settings(List<String> command, Map<String, String> environment, Path directory,
-                           Duration startupTimeout, String probePath) {
+                           Duration startupTimeout, String probePath, String secret) {
         public Settings {
             command = List.copyOf(command);
             environment = Map.copyOf(environment);
@@ -129,7 +131,13 @@ public final class ProcessLauncher implements UpstreamLauncher {
         env.put("VALVE_PORT", Integer.toString(port));
         env.put("VALVE_WORKER_ID", Integer.toString(id));
         env.put("VALVE_PARENT_PID", Long.toString(ProcessHandle.current().pid()));
-        return builder.start();
+        Process process = builder.start();
+        try (OutputStream stdin = process.getOutputStream()) {
+            stdin.write((settings.secret() + "\n").getBytes(StandardCharsets.US_ASCII));
+        } catch (IOException e) {
+            // The worker died at once; the readiness wait reports it with its output.
+        }
+        return process;
     }
 
     /** Polls until the worker answers any HTTP status, exits, or the start-up timeout passes. */

@@ -55,10 +55,18 @@ public final class ProxyHandler implements Handler {
      * @param spoolDirectory where bodies spill to
      * @param maxHeaderBytes largest request head (all header lines) accepted; larger gets 431
      * @param clientTimeout  how long a read of a request body may stall before the connection closes
+     * @param secret         sent to workers in {@link #SECRET_HEADER}; they refuse requests without it
      */
     public record Settings(long maxBodySize, int memoryBuffer, Duration requestTimeout, Path spoolDirectory,
-                           int maxHeaderBytes, Duration clientTimeout) {
+                           int maxHeaderBytes, Duration clientTimeout, String secret) {
+        @Override
+        public String toString() {
+            return "Settings[secret hidden]";
+        }
     }
+
+    /** The header that proves to a worker that a request came through valve. */
+    static final HeaderName SECRET_HEADER = HeaderNames.create("X-Valve-Secret");
 
     /** What a plumber API can answer; anything else is refused here, without costing a worker. */
     private static final Set<Method> FORWARDED_METHODS = Set.of(Method.GET, Method.HEAD, Method.POST, Method.PUT,
@@ -215,13 +223,14 @@ public final class ProxyHandler implements Handler {
         return slash < 0 ? "/" : rawPath.substring(slash);
     }
 
-    private static List<String[]> forwardHeaders(ServerRequest req) {
+    private List<String[]> forwardHeaders(ServerRequest req) {
         ServerRequestHeaders in = req.headers();
         HopByHop hop = HopByHop.of(in);
         List<String[]> out = new ArrayList<>(in.size() + 3);
         for (Header header : in) {
             HeaderName name = header.headerName();
             if (hop.contains(header) || name.equals(HeaderNames.CONTENT_LENGTH) || name.equals(HeaderNames.EXPECT)
+                    || name.equals(SECRET_HEADER)
                     || name.equals(HeaderNames.X_FORWARDED_FOR) || name.equals(HeaderNames.X_FORWARDED_PROTO)
                     || name.equals(HeaderNames.X_FORWARDED_HOST)) {
                 continue;
@@ -233,6 +242,7 @@ public final class ProxyHandler implements Handler {
         out.add(new String[] {"X-Forwarded-For", forwardedFor(req)});
         out.add(new String[] {"X-Forwarded-Proto", req.isSecure() ? "https" : "http"});
         in.first(HeaderNames.HOST).ifPresent(host -> out.add(new String[] {"X-Forwarded-Host", host}));
+        out.add(new String[] {SECRET_HEADER.defaultCase(), settings.secret()});
         return out;
     }
 
