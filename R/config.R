@@ -3,7 +3,7 @@
 
 valve_config <- function(plumber_file, host, port, n_min, n_max, check_unused, max_age,
                          queue_max, queue_timeout, request_timeout, startup_timeout,
-                         max_body_size, run_args, call = rlang::caller_env()) {
+                         max_body_size, client_timeout, run_args, call = rlang::caller_env()) {
   plumber_file <- check_plumber_file(plumber_file, call = call)
   check_host(host, call = call)
   check_whole(port, "port", min = 0, max = 65535, call = call)
@@ -23,6 +23,7 @@ valve_config <- function(plumber_file, host, port, n_min, n_max, check_unused, m
   check_seconds(request_timeout, "request_timeout", call = call)
   check_seconds(startup_timeout, "startup_timeout", call = call)
   check_whole(max_body_size, "max_body_size", min = 0, call = call)
+  check_seconds(client_timeout, "client_timeout", call = call)
   check_run_args(run_args, call = call)
 
   list(
@@ -37,6 +38,7 @@ valve_config <- function(plumber_file, host, port, n_min, n_max, check_unused, m
     request_timeout = as.double(request_timeout),
     startup_timeout = as.double(startup_timeout),
     max_body_size = as.double(max_body_size),
+    client_timeout = as.double(client_timeout),
     worker = worker_spec(plumber_file, run_args)
   )
 }

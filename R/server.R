@@ -27,6 +27,8 @@
 #' @param startup_timeout Seconds a new worker may take to answer HTTP.
 #' @param max_body_size Largest request body in bytes; larger ones are answered `413`. Bodies
 #'   are held in memory up to 256 KiB and in a temporary file beyond.
+#' @param client_timeout Seconds a client connection may stay silent (idle between requests,
+#'   or stalled while sending a body) before valve closes it.
 #' @param ... Named arguments passed on to [plumber::pr_run()] in every worker, such as
 #'   `docs = FALSE`. `host`, `port` and `quiet` are set by valve.
 #' @return A `valve_server` handle: `$url` is where it listens. Print it to see its state.
@@ -43,13 +45,14 @@
 valve_start <- function(plumber_file = "plumber.R", host = "127.0.0.1", port = 3000,
                         n_min = 1, n_max = 3, check_unused = 10, max_age = 300,
                         queue_max = 1000, queue_timeout = 60, request_timeout = 300,
-                        startup_timeout = 60, max_body_size = 256 * 1024^2, ...) {
+                        startup_timeout = 60, max_body_size = 256 * 1024^2,
+                        client_timeout = 30, ...) {
   config <- valve_config(
     plumber_file = plumber_file, host = host, port = port, n_min = n_min, n_max = n_max,
     check_unused = check_unused, max_age = max_age, queue_max = queue_max,
     queue_timeout = queue_timeout, request_timeout = request_timeout,
     startup_timeout = startup_timeout, max_body_size = max_body_size,
-    run_args = list(...)
+    client_timeout = client_timeout, run_args = list(...)
   )
   engine <- engine_start(config)
   new_valve_server(engine, config)
@@ -101,12 +104,14 @@ valve_stop <- function(server, grace = 10) {
 valve_run <- function(plumber_file = "plumber.R", host = "127.0.0.1", port = 3000,
                       n_min = 1, n_max = 3, check_unused = 10, max_age = 300,
                       queue_max = 1000, queue_timeout = 60, request_timeout = 300,
-                      startup_timeout = 60, max_body_size = 256 * 1024^2, ...) {
+                      startup_timeout = 60, max_body_size = 256 * 1024^2,
+                      client_timeout = 30, ...) {
   server <- valve_start(
     plumber_file = plumber_file, host = host, port = port, n_min = n_min, n_max = n_max,
     check_unused = check_unused, max_age = max_age, queue_max = queue_max,
     queue_timeout = queue_timeout, request_timeout = request_timeout,
-    startup_timeout = startup_timeout, max_body_size = max_body_size, ...
+    startup_timeout = startup_timeout, max_body_size = max_body_size,
+    client_timeout = client_timeout, ...
   )
   on.exit(engine_stop(server$engine, grace = 0), add = TRUE)
   tryCatch(

@@ -67,3 +67,13 @@ wait_until <- function(condition, what, timeout = 30) {
 }
 
 rscript <- function() file.path(R.home("bin"), "Rscript")
+
+# PIDs of every valve worker process on the machine, from /proc (no ps needed).
+worker_pids <- function() {
+  pids <- suppressWarnings(as.integer(list.files("/proc", pattern = "^[0-9]+$")))
+  is_worker <- vapply(pids, function(pid) {
+    cmdline <- tryCatch(readBin(file.path("/proc", pid, "cmdline"), "raw", 4096), error = function(e) raw())
+    grepl("worker/worker.R", rawToChar(replace(cmdline, cmdline == 0, as.raw(32))), fixed = TRUE)
+  }, logical(1))
+  pids[is_worker]
+}

@@ -10,9 +10,14 @@ test_that("bad arguments are classed errors that name the argument, before anyth
   expect_error(valve_start(api, host = "not a host"), "host", class = "valve_error_argument")
   expect_error(valve_start(api, max_age = -1), "max_age", class = "valve_error_argument")
   expect_error(valve_start(api, check_unused = NA), "check_unused", class = "valve_error_argument")
+  expect_error(valve_start(api, queue_max = -1), "queue_max", class = "valve_error_argument")
+  expect_error(valve_start(api, queue_timeout = 0), "queue_timeout", class = "valve_error_argument")
+  expect_error(valve_start(api, request_timeout = Inf), "request_timeout", class = "valve_error_argument")
+  expect_error(valve_start(api, client_timeout = "30"), "client_timeout", class = "valve_error_argument")
+  expect_error(valve_start(api, max_body_size = -1), "max_body_size", class = "valve_error_argument")
   expect_error(valve_start(api, 3000), "host", class = "valve_error_argument")
   expect_error(
-    valve_start(api, "127.0.0.1", 0, 1, 3, 10, 300, 1000, 60, 300, 60, 1e6, TRUE),
+    valve_start(api, "127.0.0.1", 0, 1, 3, 10, 300, 1000, 60, 300, 60, 1e6, 30, TRUE),
     "must be named", class = "valve_error_argument"
   )
   expect_error(valve_start(api, quiet = TRUE), "quiet", class = "valve_error_argument")
@@ -29,6 +34,29 @@ test_that("a plumber file that does not parse fails fast with the worker's own e
   expect_match(conditionMessage(error), "could not start its R workers")
   expect_match(conditionMessage(error), "exited with status 1")
   expect_match(conditionMessage(error), "unexpected")
+})
+
+test_that("an API whose package is missing fails fast with the worker's own error", {
+  skip_if_no_engine()
+  api <- withr::local_tempfile(fileext = ".R", lines = c(
+    "library(valvenosuchpackage)",
+    "#* @get /x",
+    "function() 1"
+  ))
+  error <- expect_error(valve_start(api, port = 0, n_min = 2), class = "valve_error_startup")
+  expect_match(conditionMessage(error), "there is no package called .valvenosuchpackage.")
+})
+
+test_that("a worker that exits at once fails fast with its exit status, and nothing is left running", {
+  skip_if_no_engine()
+  api <- withr::local_tempfile(fileext = ".R", lines = c(
+    "cat('giving up\\n'); quit(save = 'no', status = 3)"
+  ))
+  before <- worker_pids()
+  error <- expect_error(valve_start(api, port = 0), class = "valve_error_startup")
+  expect_match(conditionMessage(error), "exited with status 3")
+  expect_match(conditionMessage(error), "giving up")
+  expect_equal(setdiff(worker_pids(), before), integer())
 })
 
 test_that("a port that is taken is a classed error", {

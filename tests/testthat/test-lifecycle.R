@@ -100,3 +100,46 @@ test_that("dropping the handle stops the engine and its workers when it is garba
   wait_until(function() !any(vapply(pids, pid_alive, logical(1))), "the finalizer stops the workers")
   expect_error(curl::curl_fetch_memory(url), class = "error")
 })
+
+test_that("a worker silent past request_timeout gives 504 and is stopped and replaced", {
+  server <- local_valve(n_min = 1, n_max = 1, request_timeout = 1)
+  stuck <- valve_workers(server)$pid
+  response <- http_get(paste0(server$url, "/sleep?ms=30000"))
+  expect_equal(response$status, 504L)
+  wait_until(function() !pid_alive(stuck), "the silent worker is stopped")
+  after <- http_get(paste0(server$url, "/pid"))
+  expect_equal(after$status, 200L)
+  expect_false(json(after)$pid == stuck)
+})
+
+test_that("valve_stop() lets a request in flight finish and leaves no worker", {
+  server <- local_valve(n_min = 1, n_max = 1)
+  pid <- valve_workers(server)$pid
+  pool <- curl::new_pool()
+  result <- NULL
+  curl::curl_fetch_multi(paste0(server$url, "/sleep?ms=1500"), pool = pool,
+    done = function(r) result <<- r, fail = function(e) result <<- e)
+  curl::multi_run(timeout = 0.2, pool = pool)
+  wait_until(function() any(valve_workers(server)$busy), "the request reaches a worker")
+  valve_stop(server, grace = 30)
+  curl::multi_run(pool = pool)
+  expect_equal(result$status_code, 200L)
+  expect_false(pid_alive(pid))
+})
+
+test_that("q() in the R session that started valve leaves no worker behind", {
+  skip_if_no_engine()
+  pid_file <- withr::local_tempfile()
+  script <- sprintf(
+    'server <- valve::valve_start(%s, port = 0, n_min = 2, n_max = 2)
+     writeLines(as.character(valve::valve_workers(server)$pid), %s)
+     q(save = "no")',
+    deparse(normalizePath(test_api())), deparse(pid_file)
+  )
+  result <- processx::run(rscript(), c("-e", script), error_on_status = FALSE)
+  expect_equal(result$status, 0L)
+  pids <- as.integer(readLines(pid_file))
+  expect_length(pids, 2)
+  wait_until(function() !any(vapply(pids, pid_alive, logical(1))), "workers are gone after q()", timeout = 10)
+  succeed()
+})

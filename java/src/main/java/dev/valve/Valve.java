@@ -107,6 +107,7 @@ public final class Valve implements AutoCloseable {
                         // unrecognisable request lines get a silent close instead of a 400.
                         .protocolsDiscoverServices(false)
                         .addProtocol(Http1Config.builder()
+                                .maxPrologueLength(ValveConfig.MAX_REQUEST_LINE_BYTES)
                                 .maxHeadersSize(8 * ValveConfig.MAX_HEADER_BYTES)
                                 .build())
                         .routing(routing -> routing.any(handler))

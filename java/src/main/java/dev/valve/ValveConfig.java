@@ -118,6 +118,8 @@ public record ValveConfig(String host, Integer port, Integer nMin, Integer nMax,
 
     /** Request heads above this get 431 from valve; Helidon's own parser limit is set well above it. */
     static final int MAX_HEADER_BYTES = 32 * 1024;
+    /** Request lines above this get 414 from Helidon. */
+    static final int MAX_REQUEST_LINE_BYTES = 4 * 1024;
 
     ProxyHandler.Settings proxy(Path spoolDirectory, String secret) {
         return new ProxyHandler.Settings(maxBodySize, memoryBuffer, seconds(requestTimeout), spoolDirectory,
