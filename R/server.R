@@ -28,7 +28,7 @@
 #' @param max_body_size Largest request body in bytes; larger ones are answered `413`. Bodies
 #'   are held in memory up to 256 KiB and in a temporary file beyond.
 #' @param client_timeout Seconds a client connection may stay silent (idle between requests,
-#'   or stalled while sending a body) before valve closes it.
+#'   or stalled while sending its headers or body) before valve closes it.
 #' @param ... Named arguments passed on to [plumber::pr_run()] in every worker, such as
 #'   `docs = FALSE`. `host`, `port` and `quiet` are set by valve.
 #' @return A `valve_server` handle: `$url` is where it listens. Print it to see its state.

@@ -26,6 +26,7 @@ import dev.valve.pool.ProcessLauncher;
 import dev.valve.pool.UpstreamLauncher;
 import dev.valve.pool.WorkerPool;
 import dev.valve.proxy.ProxyHandler;
+import dev.valve.proxy.StallGuard;
 
 import io.helidon.webserver.WebServer;
 import io.helidon.webserver.http1.Http1Config;
@@ -47,18 +48,18 @@ public final class Valve implements AutoCloseable {
     private final ValveConfig config;
     private final LogSink log;
     private final WorkerPool pool;
-    private final ProxyHandler handler;
+    private final StallGuard stallGuard;
     private final WebServer server;
     private final Path spoolDirectory;
     private final String url;
     private final AtomicBoolean stopped = new AtomicBoolean();
 
-    private Valve(ValveConfig config, LogSink log, WorkerPool pool, ProxyHandler handler, WebServer server,
+    private Valve(ValveConfig config, LogSink log, WorkerPool pool, StallGuard stallGuard, WebServer server,
                   Path spoolDirectory) {
         this.config = config;
         this.log = log;
         this.pool = pool;
-        this.handler = handler;
+        this.stallGuard = stallGuard;
         this.server = server;
         this.spoolDirectory = spoolDirectory;
         // Bound once: Helidon reports port -1 after a stop, and the handle should still say where it was.
@@ -92,7 +93,8 @@ public final class Valve implements AutoCloseable {
         return withOwnClassLoader(() -> {
             Path spool = createSpoolDirectory();
             WorkerPool pool = new WorkerPool(config.pool(), launcher, line -> log.add("valve", line));
-            ProxyHandler handler = new ProxyHandler(pool, config.proxy(spool, secret), log);
+            StallGuard stallGuard = new StallGuard(ValveConfig.seconds(config.clientTimeout()));
+            ProxyHandler handler = new ProxyHandler(pool, config.proxy(spool, secret), stallGuard, log);
             WebServer server = null;
             try {
                 checkBindable(config.host(), config.port());
@@ -109,6 +111,7 @@ public final class Valve implements AutoCloseable {
                         .addProtocol(Http1Config.builder()
                                 .maxPrologueLength(ValveConfig.MAX_REQUEST_LINE_BYTES)
                                 .maxHeadersSize(8 * ValveConfig.MAX_HEADER_BYTES)
+                                .addReceiveListener(stallGuard)
                                 .build())
                         .routing(routing -> routing.any(handler))
                         .build()
@@ -122,12 +125,12 @@ public final class Valve implements AutoCloseable {
                     server.stop();
                 }
                 pool.close();
-                handler.close();
+                stallGuard.close();
                 deleteTree(spool);
                 throw new ValveException(ValveException.BIND, "cannot listen on " + config.host() + ":"
                         + config.port() + ": " + rootMessage(e), e);
             }
-            Valve valve = new Valve(config, log, pool, handler, server, spool);
+            Valve valve = new Valve(config, log, pool, stallGuard, server, spool);
             log.add("valve", "listening on " + valve.url() + ", starting " + config.nMin() + " worker(s)");
             try {
                 pool.start().get(Math.round(config.startupTimeout() * 1000) + 5000, TimeUnit.MILLISECONDS);
@@ -175,7 +178,7 @@ public final class Valve implements AutoCloseable {
         log.add("valve", "stopping");
         pool.close(ValveConfig.seconds(Math.max(0, graceSeconds)));
         server.stop();
-        handler.close();
+        stallGuard.close();
         deleteTree(spoolDirectory);
         log.add("valve", "stopped");
     }

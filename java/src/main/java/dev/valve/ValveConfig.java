@@ -123,7 +123,7 @@ public record ValveConfig(String host, Integer port, Integer nMin, Integer nMax,
 
     ProxyHandler.Settings proxy(Path spoolDirectory, String secret) {
         return new ProxyHandler.Settings(maxBodySize, memoryBuffer, seconds(requestTimeout), spoolDirectory,
-                MAX_HEADER_BYTES, seconds(clientTimeout), secret);
+                MAX_HEADER_BYTES, secret);
     }
 
     static Duration seconds(double value) {

@@ -80,6 +80,7 @@ class BadInputTest {
                 Arguments.of("space in a header name", "GET / HTTP/1.1\r\nHost: x\r\nX A: b\r\n" + close + "\r\n", "400"),
                 Arguments.of("no Host header", "GET / HTTP/1.1\r\n" + close + "\r\n", "400"),
                 Arguments.of("a request line that never finishes", "GET /waiting-for-the-rest", CLOSED),
+                Arguments.of("headers that never finish", "GET / HTTP/1.1\r\nHost: x\r\nX-Slow: still", CLOSED),
                 Arguments.of("a body that stops arriving", "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nonly this", CLOSED),
                 Arguments.of("a connection that never sends", "", CLOSED));
     }

@@ -54,11 +54,10 @@ public final class ProxyHandler implements Handler {
      * @param requestTimeout how long a worker may stay silent before the request fails with 504
      * @param spoolDirectory where bodies spill to
      * @param maxHeaderBytes largest request head (all header lines) accepted; larger gets 431
-     * @param clientTimeout  how long a read of a request body may stall before the connection closes
      * @param secret         sent to workers in {@link #SECRET_HEADER}; they refuse requests without it
      */
     public record Settings(long maxBodySize, int memoryBuffer, Duration requestTimeout, Path spoolDirectory,
-                           int maxHeaderBytes, Duration clientTimeout, String secret) {
+                           int maxHeaderBytes, String secret) {
         @Override
         public String toString() {
             return "Settings[secret hidden]";
@@ -82,16 +81,12 @@ public final class ProxyHandler implements Handler {
     private final LogSink log;
     private final StallGuard stallGuard;
 
-    public ProxyHandler(WorkerPool pool, Settings settings, LogSink log) {
+    /** @param stallGuard limits body reads to the client timeout; owned by the caller */
+    public ProxyHandler(WorkerPool pool, Settings settings, StallGuard stallGuard, LogSink log) {
         this.pool = pool;
         this.settings = settings;
+        this.stallGuard = stallGuard;
         this.log = log;
-        this.stallGuard = new StallGuard(settings.clientTimeout());
-    }
-
-    /** Stops the timer behind the client read timeout. */
-    public void close() {
-        stallGuard.close();
     }
 
     @Override

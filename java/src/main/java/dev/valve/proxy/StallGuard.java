@@ -10,21 +10,46 @@ import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.ScheduledFuture;
 import java.util.concurrent.TimeUnit;
 
+import io.helidon.http.Headers;
+import io.helidon.http.HttpPrologue;
+import io.helidon.webserver.ConnectionContext;
+import io.helidon.webserver.http1.Http1ConnectionListener;
+
 /**
- * Ends reads from a client that stall longer than a timeout. Helidon 4.5 applies no read timeout
- * to a request body; the handler reads it on its own virtual thread from an interruptible socket
- * channel, so interrupting that thread closes the connection and ends the read.
+ * Closes client connections that stall: in their headers or in their body.
+ *
+ * <p>Helidon 4.5 applies no read timeout to either: its idle timer only covers a connection that
+ * waits for a request line. Each connection is read by its own virtual thread from an
+ * interruptible socket channel, so interrupting that thread closes the connection and ends the
+ * read. The guard arms an interrupt when a request line arrives and disarms it when the headers
+ * are complete (as a Helidon receive listener, on the connection's thread), and does the same
+ * around every read of a request body.
  */
-final class StallGuard implements AutoCloseable {
+public final class StallGuard implements Http1ConnectionListener, AutoCloseable {
     private final Duration timeout;
+    private final ThreadLocal<ScheduledFuture<?>> headerAlarm = new ThreadLocal<>();
     private final ScheduledExecutorService timer = Executors.newSingleThreadScheduledExecutor(r -> {
         Thread thread = new Thread(r, "valve-stall-guard");
         thread.setDaemon(true);
         return thread;
     });
 
-    StallGuard(Duration timeout) {
+    public StallGuard(Duration timeout) {
         this.timeout = timeout;
+    }
+
+    @Override
+    public void prologue(ConnectionContext context, HttpPrologue prologue) {
+        headerAlarm.set(arm());
+    }
+
+    @Override
+    public void headers(ConnectionContext context, Headers headers) {
+        ScheduledFuture<?> alarm = headerAlarm.get();
+        if (alarm != null) {
+            headerAlarm.remove();
+            disarm(alarm);
+        }
     }
 
     /** {@code in}, with every read limited to the timeout. */
@@ -38,19 +63,27 @@ final class StallGuard implements AutoCloseable {
 
             @Override
             public int read(byte[] buffer, int offset, int length) throws IOException {
-                Thread reader = Thread.currentThread();
-                ScheduledFuture<?> alarm = timer.schedule(reader::interrupt, timeout.toNanos(), TimeUnit.NANOSECONDS);
+                ScheduledFuture<?> alarm = arm();
                 try {
                     return super.read(buffer, offset, length);
                 } finally {
-                    alarm.cancel(false);
-                    // An alarm that fired just as the read returned must not leak into later work.
-                    if (Thread.interrupted()) {
+                    if (disarm(alarm)) {
                         throw new InterruptedIOException("the client sent nothing for " + timeout.toMillis() + " ms");
                     }
                 }
             }
         };
+    }
+
+    private ScheduledFuture<?> arm() {
+        return timer.schedule(Thread.currentThread()::interrupt, timeout.toNanos(), TimeUnit.NANOSECONDS);
+    }
+
+    /** Cancels the alarm; true if it already went off, whose interrupt is then cleared. */
+    private static boolean disarm(ScheduledFuture<?> alarm) {
+        alarm.cancel(false);
+        // An alarm that fired just as the read returned must not leak into later work.
+        return Thread.interrupted();
     }
 
     @Override

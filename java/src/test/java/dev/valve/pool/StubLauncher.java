@@ -15,6 +15,8 @@ public final class StubLauncher implements UpstreamLauncher {
     public final List<StubWorker> launched = new CopyOnWriteArrayList<>();
     public final AtomicBoolean failing = new AtomicBoolean();
     public final AtomicInteger attempts = new AtomicInteger();
+    /** Workers start fine, then crash a moment later: a crash loop at run time. */
+    public final AtomicBoolean crashSoonAfterStart = new AtomicBoolean();
     private final Map<StubWorker, CompletableFuture<Upstream>> held = new ConcurrentHashMap<>();
     private volatile boolean holding;
 
@@ -32,6 +34,16 @@ public final class StubLauncher implements UpstreamLauncher {
             throw new UncheckedIOException(e);
         }
         launched.add(worker);
+        if (crashSoonAfterStart.get()) {
+            Thread.ofVirtual().start(() -> {
+                try {
+                    Thread.sleep(20);
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                }
+                worker.crash();
+            });
+        }
         if (!holding) {
             return CompletableFuture.completedFuture(worker);
         }

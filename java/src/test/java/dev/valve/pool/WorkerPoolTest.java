@@ -233,6 +233,20 @@ class WorkerPoolTest {
     }
 
     @Test
+    void workersThatKeepCrashingAreRelaunchedWithBackoff() throws Exception {
+        pool(1, 2).start().get(10, TimeUnit.SECONDS);
+        launcher.crashSoonAfterStart.set(true);
+        launcher.launched.get(0).crash();
+        Thread.sleep(1500);
+        // Each crash counts as a failure: relaunches wait 0, 0.25, 0.5, 1 s... instead of spinning.
+        int attempts = launcher.attempts.get();
+        assertTrue(attempts >= 3 && attempts <= 8, "launches in 1.5 s of crashing: " + attempts);
+        assertTrue(events.stream().anyMatch(e -> e.contains("exited")), events.toString());
+        launcher.crashSoonAfterStart.set(false);
+        Await.until("the pool recovers once workers stay up", () -> pool.status().idle() == 1);
+    }
+
+    @Test
     void closeLetsInFlightRequestsFinish() throws Exception {
         pool(1, 1).start().get(10, TimeUnit.SECONDS);
         Lease inFlight = pool.acquire();
