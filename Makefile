@@ -29,11 +29,12 @@ JAVA_SOURCES := $(shell find java/src/main -type f) java/pom.xml
 R_SOURCES := $(wildcard R/*.R) DESCRIPTION
 PACKAGE_FILES := $(R_SOURCES) $(shell find inst/examples inst/worker tests -type f 2>/dev/null)
 
-.PHONY: help deps jars document install demo check java-test r-check clean
+.PHONY: help deps jars document install demo check java-test r-check bench clean
 
 help:
 	@echo "make demo   serve the bundled example API on http://127.0.0.1:3000"
 	@echo "make check  build everything and run every test (JUnit, R CMD check)"
+	@echo "make bench  valve vs HAProxy vs nginx on the same workers (bench/latest.md, bench/latest.png)"
 
 deps: $(STAMPS)/apt
 
@@ -94,6 +95,14 @@ r-check: $(STAMPS)/install
 	if [ "$$skip" != "0" ]; then echo "make check: $$skip test(s) skipped; every test must run here" >&2; exit 1; fi
 
 check: java-test r-check
+
+BENCH_APT_PACKAGES := wrk haproxy nginx-light
+
+# Bounded: about 40 wrk runs of BENCH_SECONDS each, plus start-ups; the timeout is a backstop.
+bench: install
+	@missing=$$(for p in $(BENCH_APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; fi
+	timeout 1200 $(RSCRIPT) bench/run.R
 
 clean:
 	rm -rf $(R_LIB) $(STAMPS) check inst/java java/target

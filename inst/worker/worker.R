@@ -1,5 +1,11 @@
 # One valve worker: serves a plumber API on 127.0.0.1:$VALVE_PORT until told to stop or until
 # the process that started it is gone. Started by the engine with Rscript; never sourced.
+#
+# VALVE_MODE says where the API comes from:
+#   file  plumber::plumb(VALVE_PLUMBER_FILE)
+#   dir   plumber::plumb(dir = VALVE_DIR): its entrypoint.R either returns a router or, as with
+#         Faucet, starts the server itself on the port in VALVE_PORT / FAUCET_PORT / PLUMBER_PORT
+#   api   the function saved in VALVE_API_FILE, called to build the router
 local({
   env <- function(name) {
     value <- Sys.getenv(name)
@@ -8,7 +14,7 @@ local({
   }
   port <- as.integer(env("VALVE_PORT"))
   parent <- as.integer(env("VALVE_PARENT_PID"))
-  file <- env("VALVE_PLUMBER_FILE")
+  mode <- Sys.getenv("VALVE_MODE", "file")
   run_args_file <- Sys.getenv("VALVE_RUN_ARGS")
   run_args <- if (nzchar(run_args_file)) readRDS(run_args_file) else list()
 
@@ -27,28 +33,47 @@ local({
   }
   later::later(watchdog, 1)
 
-  api <- plumber::plumb(file)
-
   # Only the engine may call this worker: another local user calling the port directly would
-  # jump the queue. httpuv calls api$call() for every request, so the check wraps it; the
-  # header (and httpuv's copy in req$HEADERS) is removed before plumber, and so the API code, sees
-  # the request.
-  forward <- api$call
-  guarded <- function(req) {
-    if (!identical(req$HTTP_X_VALVE_SECRET, secret)) {
+  # jump the queue. httpuv calls the router's call() for every request, so the check goes into
+  # plumber's Plumber class before any user code runs; it then covers every router, including
+  # one an entrypoint.R starts by itself. The header (and httpuv's copy in req$HEADERS) is
+  # removed before plumber, and so the API code, sees the request.
+  allowed <- function(req) {
+    if (!identical(req$HTTP_X_VALVE_SECRET, secret)) return(FALSE)
+    rm("HTTP_X_VALVE_SECRET", envir = req)
+    if (!is.null(req$HEADERS)) req$HEADERS <- req$HEADERS[names(req$HEADERS) != "x-valve-secret"]
+    TRUE
+  }
+  call <- plumber::Plumber$public_methods$call
+  body(call) <- bquote({
+    if (!.(allowed)(req)) {
       return(list(
         status = 403L,
         headers = list("Content-Type" = "text/plain"),
         body = "403 Forbidden: this port belongs to a valve worker; send requests to valve.\n"
       ))
     }
-    rm("HTTP_X_VALVE_SECRET", envir = req)
-    if (!is.null(req$HEADERS)) req$HEADERS <- req$HEADERS[names(req$HEADERS) != "x-valve-secret"]
-    forward(req)
-  }
-  unlockBinding("call", api)
-  assign("call", guarded, envir = api)
-  lockBinding("call", api)
+    .(body(call))
+  })
+  plumber::Plumber$set("public", "call", call, overwrite = TRUE)
+
+  # Every convention for telling an API its port.
+  Sys.setenv(FAUCET_PORT = port, PLUMBER_PORT = port)
+  options(plumber.port = port)
+
+  api <- switch(mode,
+    file = plumber::plumb(env("VALVE_PLUMBER_FILE")),
+    dir = plumber::plumb(dir = env("VALVE_DIR")),
+    api = {
+      router <- readRDS(env("VALVE_API_FILE"))()
+      if (!inherits(router, "Plumber")) {
+        stop("valve worker: `api` must return a plumber router (from plumber::pr()), not ",
+             paste(class(router), collapse = "/"), call. = FALSE)
+      }
+      router
+    },
+    stop("valve worker: unknown VALVE_MODE ", mode, call. = FALSE)
+  )
 
   args <- utils::modifyList(list(docs = TRUE), run_args)
   args$host <- "127.0.0.1"

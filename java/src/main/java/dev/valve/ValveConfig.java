@@ -73,7 +73,7 @@ public record ValveConfig(String host, Integer port, Integer nMin, Integer nMax,
         requestTimeout = requestTimeout == null ? 300.0 : requestTimeout;
         startupTimeout = startupTimeout == null ? 60.0 : startupTimeout;
         maxBodySize = maxBodySize == null ? 256L * 1024 * 1024 : maxBodySize;
-        memoryBuffer = memoryBuffer == null ? 256 * 1024 : memoryBuffer;
+        memoryBuffer = memoryBuffer == null ? 1024 * 1024 : memoryBuffer;
         clientTimeout = clientTimeout == null ? 30.0 : clientTimeout;
         if (port < 0 || port > 65535) {
             throw new IllegalArgumentException("port must be between 0 and 65535, got " + port);

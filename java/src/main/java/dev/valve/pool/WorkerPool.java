@@ -26,7 +26,8 @@ import dev.valve.pool.PoolException.Reason;
  *
  * <p>Rules: an upstream that frees up goes straight to the longest-waiting request (never to a
  * newcomer); when requests wait and the pool is below {@code nMax}, one upstream is launched per
- * waiting request not already covered by a launch in progress; idle upstreams older than
+ * waiting request not already covered by a launch in progress, plus one spare as soon as every
+ * upstream is busy; idle upstreams are reused most recently used first, and those older than
  * {@code maxAge} are stopped down to {@code nMin}; dead upstreams leave the pool at once and are
  * replaced when needed. Launch failures and crashes back off exponentially, so a broken API never
  * makes the engine spin.
@@ -265,7 +266,10 @@ public final class WorkerPool implements AutoCloseable {
             return 0;
         }
         int coming = live + starting;
-        int needed = Math.max(config.nMin() - coming, waiters.size() - starting);
+        // One spare when every worker is busy: the next request then finds a worker already
+        // starting instead of waiting a whole R start-up (about half a second) behind the others.
+        int spare = idle.isEmpty() && live > 0 ? 1 : 0;
+        int needed = Math.max(config.nMin() - coming, waiters.size() + spare - starting);
         int count = Math.min(needed, config.nMax() - coming);
         if (count <= 0) {
             return 0;

@@ -1,5 +1,6 @@
 package dev.valve.proxy;
 
+import java.io.EOFException;
 import java.io.IOException;
 import java.io.InputStream;
 import java.io.OutputStream;
@@ -75,6 +76,8 @@ public final class ProxyHandler implements Handler {
             "GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH");
 
     private static final Duration CONNECT_TIMEOUT = Duration.ofSeconds(5);
+    /** Responses up to this size with a known length skip the spool. */
+    private static final int SMALL_RESPONSE = 64 * 1024;
 
     private final WorkerPool pool;
     private final Settings settings;
@@ -257,6 +260,10 @@ public final class ProxyHandler implements Handler {
             res.send(NO_BYTES);
             return;
         }
+        if (answer.contentLength() >= 0 && answer.contentLength() <= SMALL_RESPONSE) {
+            sendSmall(lease, exchange, answer, res);
+            return;
+        }
         Spool spool = new Spool(settings.memoryBuffer(), settings.spoolDirectory());
         Thread.ofVirtual().name("valve-pump-" + lease.upstream().name())
                 .start(() -> pump(lease, exchange, answer.body(), spool));
@@ -269,9 +276,30 @@ public final class ProxyHandler implements Handler {
         }
     }
 
+    /**
+     * The common case, a short body of known length: read it whole, free the worker, then send
+     * it in one write, without a pump thread or a spool.
+     */
+    private void sendSmall(Lease lease, UpstreamExchange exchange, UpstreamExchange.Response answer,
+                           ServerResponse res) throws IOException {
+        byte[] body;
+        try (exchange) {
+            body = answer.body().readNBytes((int) answer.contentLength());
+            if (body.length != answer.contentLength()) {
+                throw new EOFException("upstream body ended " + (answer.contentLength() - body.length) + " bytes early");
+            }
+        } catch (IOException e) {
+            lease.discard();
+            log.add("valve", lease.upstream().name() + " broke off its response: " + e);
+            throw new CloseConnectionException("response not completed: " + e.getMessage(), e);
+        }
+        lease.release();
+        res.send(body);
+    }
+
     /** Takes the response from the worker at the worker's pace, then frees the worker. */
     private void pump(Lease lease, UpstreamExchange exchange, InputStream in, Spool spool) {
-        byte[] buffer = new byte[64 * 1024];
+        byte[] buffer = Buffers.take();
         try (exchange) {
             int count;
             while ((count = in.read(buffer)) >= 0) {
@@ -283,6 +311,8 @@ public final class ProxyHandler implements Handler {
             spool.fail(e instanceof IOException io ? io : new IOException(e));
             lease.discard();
             log.add("valve", lease.upstream().name() + " broke off its response: " + e);
+        } finally {
+            Buffers.give(buffer);
         }
     }
 

@@ -182,27 +182,35 @@ final class Spool implements Closeable {
 
     /** Copies everything to {@code out}, flushing whenever the reader has caught up with the writer. */
     void transferTo(OutputStream out) throws IOException {
-        byte[] buffer = new byte[64 * 1024];
-        int count;
-        while ((count = read(buffer, 0, buffer.length)) >= 0) {
-            out.write(buffer, 0, count);
-            if (!hasUnread()) {
-                out.flush();
+        byte[] buffer = Buffers.take();
+        try {
+            int count;
+            while ((count = read(buffer, 0, buffer.length)) >= 0) {
+                out.write(buffer, 0, count);
+                if (!hasUnread()) {
+                    out.flush();
+                }
             }
+        } finally {
+            Buffers.give(buffer);
         }
     }
 
     /** Fills the spool from {@code in} up to {@code limit} bytes, then finishes it. */
     void fill(InputStream in, long limit) throws IOException {
-        byte[] buffer = new byte[64 * 1024];
-        int count;
-        while ((count = in.read(buffer)) >= 0) {
-            if (written + count > limit) {
-                throw new BodyTooLargeException(limit);
+        byte[] buffer = Buffers.take();
+        try {
+            int count;
+            while ((count = in.read(buffer)) >= 0) {
+                if (written + count > limit) {
+                    throw new BodyTooLargeException(limit);
+                }
+                write(buffer, 0, count);
             }
-            write(buffer, 0, count);
+            finish();
+        } finally {
+            Buffers.give(buffer);
         }
-        finish();
     }
 
     /** Frees the memory and the temporary file; a waiting reader is woken with an error. */

@@ -32,7 +32,7 @@ final class UpstreamExchange implements Closeable {
      * A response head. {@link #body()} yields exactly the body bytes, decoded from chunking, and
      * is null when the response has no body (HEAD, 204, 304).
      */
-    record Response(int status, String reason, List<String[]> headers, InputStream body) {
+    record Response(int status, String reason, List<String[]> headers, InputStream body, long contentLength) {
     }
 
     private final Socket socket;
@@ -41,8 +41,10 @@ final class UpstreamExchange implements Closeable {
 
     private UpstreamExchange(Socket socket) throws IOException {
         this.socket = socket;
-        this.in = new BufferedInputStream(socket.getInputStream(), 64 * 1024);
-        this.out = new BufferedOutputStream(socket.getOutputStream(), 64 * 1024);
+        // Small buffers: most exchanges are a short head each way; bodies are copied in 64 KiB
+        // blocks that pass these buffers by.
+        this.in = new BufferedInputStream(socket.getInputStream(), 8 * 1024);
+        this.out = new BufferedOutputStream(socket.getOutputStream(), 8 * 1024);
     }
 
     /**
@@ -97,7 +99,9 @@ final class UpstreamExchange implements Closeable {
                 continue;
             }
             String reason = parts.length > 2 ? parts[2] : "";
-            return new Response(status, reason, headers, body(headRequest, status, headers));
+            InputStream body = body(headRequest, status, headers);
+            long length = body instanceof FixedLengthInputStream fixed ? fixed.remaining : -1;
+            return new Response(status, reason, headers, body, length);
         }
     }
 

@@ -81,6 +81,20 @@ class WorkerPoolTest {
     }
 
     @Test
+    void aSpareStartsAsSoonAsEveryUpstreamIsBusy() throws Exception {
+        pool(1, 3).start().get(10, TimeUnit.SECONDS);
+        Lease only = pool.acquire();
+        Await.until("a spare is ready", () -> pool.status().idle() == 1);
+        assertEquals(2, launcher.launched.size());
+        only.release();
+        // Two idle now: further sequential requests need no more workers.
+        for (int i = 0; i < 5; i++) {
+            pool.acquire().release();
+        }
+        assertEquals(2, launcher.launched.size());
+    }
+
+    @Test
     void waitersAreServedInArrivalOrder() throws Exception {
         pool(1, 1).start().get(10, TimeUnit.SECONDS);
         Lease first = pool.acquire();
