@@ -7,7 +7,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 # A JDK >= 21 for Maven and for rJava: R picks its JVM from JAVA_HOME when it starts.
-JAVA_HOME := $(shell tools/find-jdk)
+JAVA_HOME := $(shell inst/bin/find-jdk)
 export JAVA_HOME
 ifeq ($(JAVA_HOME),)
 $(error no JDK >= 21 found: set JAVA_HOME or install one under /usr/lib/jvm)

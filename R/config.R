@@ -1,10 +1,9 @@
 # Turns valve_start()'s arguments into the engine's configuration, checking each one first so
 # that a mistake is reported by name before any process starts.
 
-valve_config <- function(plumber_file, host, port, n_min, n_max, check_unused, max_age,
+valve_config <- function(source, host, port, n_min, n_max, check_unused, max_age,
                          queue_max, queue_timeout, request_timeout, startup_timeout,
                          max_body_size, client_timeout, run_args, call = rlang::caller_env()) {
-  plumber_file <- check_plumber_file(plumber_file, call = call)
   check_host(host, call = call)
   check_whole(port, "port", min = 0, max = 65535, call = call)
   check_whole(n_min, "n_min", min = 0, call = call)
@@ -39,29 +38,90 @@ valve_config <- function(plumber_file, host, port, n_min, n_max, check_unused, m
     startup_timeout = as.double(startup_timeout),
     max_body_size = as.double(max_body_size),
     client_timeout = as.double(client_timeout),
-    worker = worker_spec(plumber_file, run_args)
+    worker = worker_spec(source, run_args)
   )
 }
 
+# Where workers get the API from: exactly one of a plumber file, a directory, or a function.
+api_source <- function(plumber_file, file_given, dir, api, call = rlang::caller_env()) {
+  given <- c(plumber_file = file_given, dir = !is.null(dir), api = !is.null(api))
+  if (sum(given) > 1) {
+    valve_abort(
+      c("Give only one of {.arg {names(given)[given]}}.",
+        i = "{.arg plumber_file} serves a file, {.arg dir} a directory, {.arg api} a router built by a function."),
+      kind = "argument", call = call
+    )
+  }
+  if (!is.null(dir)) {
+    return(list(mode = "dir", dir = check_api_dir(dir, call = call)))
+  }
+  if (!is.null(api)) {
+    if (!is.function(api)) {
+      valve_abort(
+        c("{.arg api} must be a function that returns a plumber router, not {.obj_type_friendly {api}}.",
+          i = "For example {.code api = function() plumber::pr() |> plumber::pr_get(\"/\", function() \"hi\")}."),
+        kind = "argument", call = call
+      )
+    }
+    return(list(mode = "api", api = api))
+  }
+  list(mode = "file", file = check_plumber_file(plumber_file, call = call))
+}
+
+check_api_dir <- function(dir, call) {
+  if (!is.character(dir) || length(dir) != 1 || is.na(dir) || !dir.exists(dir)) {
+    valve_abort(
+      c("{.arg dir} must be an existing directory, not {.val {format(dir)}}.",
+        i = "The working directory is {.path {getwd()}}."),
+      kind = "argument", call = call
+    )
+  }
+  found <- list.files(dir, "^(entrypoint|plumber)\\.r$", ignore.case = TRUE)
+  if (length(found) == 0) {
+    valve_abort(
+      c("{.arg dir} {.path {dir}} has neither an {.file entrypoint.R} nor a {.file plumber.R}.",
+        i = "Add one, or pass a file with {.arg plumber_file}."),
+      kind = "argument", call = call
+    )
+  }
+  normalizePath(dir, mustWork = TRUE)
+}
+
 # How the engine spawns one worker: this session's own Rscript and library paths, so workers run
-# the same R and packages as the user.
-worker_spec <- function(plumber_file, run_args) {
+# the same R and packages as the user. Objects a worker needs (pr_run() arguments, an api
+# function) travel as RDS files in this session's temporary directory.
+worker_spec <- function(source, run_args) {
   environment <- list(
-    VALVE_PLUMBER_FILE = plumber_file,
+    VALVE_MODE = source$mode,
     R_LIBS = paste(.libPaths(), collapse = .Platform$path.sep)
   )
-  if (length(run_args) > 0) {
-    path <- tempfile("valve-run-args-", fileext = ".rds")
-    saveRDS(run_args, path)
-    environment$VALVE_RUN_ARGS <- path
+  save_rds <- function(object, prefix) {
+    path <- tempfile(prefix, fileext = ".rds")
+    saveRDS(object, path)
+    path
   }
+  if (length(run_args) > 0) environment$VALVE_RUN_ARGS <- save_rds(run_args, "valve-run-args-")
+  directory <- switch(source$mode,
+    file = {
+      environment$VALVE_PLUMBER_FILE <- source$file
+      dirname(source$file)
+    },
+    dir = {
+      environment$VALVE_DIR <- source$dir
+      source$dir
+    },
+    api = {
+      environment$VALVE_API_FILE <- save_rds(source$api, "valve-api-")
+      getwd()
+    }
+  )
   list(
     command = c(
       file.path(R.home("bin"), "Rscript"), "--no-echo", "--no-restore",
       system.file("worker", "worker.R", package = "valve", mustWork = TRUE)
     ),
     environment = environment,
-    directory = dirname(plumber_file)
+    directory = directory
   )
 }
 

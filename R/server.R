@@ -29,6 +29,14 @@
 #'   are held in memory up to 256 KiB and in a temporary file beyond.
 #' @param client_timeout Seconds a client connection may stay silent (idle between requests,
 #'   or stalled while sending its headers or body) before valve closes it.
+#' @param dir Instead of `plumber_file`: a directory served the way [plumber::plumb()] serves
+#'   `dir`. If it holds an `entrypoint.R`, each worker runs it with the worker's port in the
+#'   environment variables `VALVE_PORT`, `FAUCET_PORT` and `PLUMBER_PORT` and in
+#'   `options(plumber.port)`: the script may start the server itself on that port (Faucet's
+#'   convention) or return a router, which valve then runs. Otherwise its `plumber.R` is used.
+#' @param api Instead of `plumber_file`: a function that builds and returns a plumber router,
+#'   such as `function() plumber::pr() |> plumber::pr_get("/", function() "hi")`. Each worker
+#'   calls it. It runs in a fresh R process, so it must load what it needs itself.
 #' @param ... Named arguments passed on to [plumber::pr_run()] in every worker, such as
 #'   `docs = FALSE`. `host`, `port` and `quiet` are set by valve.
 #' @return A `valve_server` handle: `$url` is where it listens. Print it to see its state.
@@ -46,9 +54,10 @@ valve_start <- function(plumber_file = "plumber.R", host = "127.0.0.1", port = 3
                         n_min = 1, n_max = 3, check_unused = 10, max_age = 300,
                         queue_max = 1000, queue_timeout = 60, request_timeout = 300,
                         startup_timeout = 60, max_body_size = 256 * 1024^2,
-                        client_timeout = 30, ...) {
+                        client_timeout = 30, dir = NULL, api = NULL, ...) {
+  source <- api_source(plumber_file, file_given = !missing(plumber_file), dir = dir, api = api)
   config <- valve_config(
-    plumber_file = plumber_file, host = host, port = port, n_min = n_min, n_max = n_max,
+    source = source, host = host, port = port, n_min = n_min, n_max = n_max,
     check_unused = check_unused, max_age = max_age, queue_max = queue_max,
     queue_timeout = queue_timeout, request_timeout = request_timeout,
     startup_timeout = startup_timeout, max_body_size = max_body_size,
@@ -105,14 +114,15 @@ valve_run <- function(plumber_file = "plumber.R", host = "127.0.0.1", port = 300
                       n_min = 1, n_max = 3, check_unused = 10, max_age = 300,
                       queue_max = 1000, queue_timeout = 60, request_timeout = 300,
                       startup_timeout = 60, max_body_size = 256 * 1024^2,
-                      client_timeout = 30, ...) {
-  server <- valve_start(
-    plumber_file = plumber_file, host = host, port = port, n_min = n_min, n_max = n_max,
+                      client_timeout = 30, dir = NULL, api = NULL, ...) {
+  source <- if (missing(plumber_file)) list() else list(plumber_file = plumber_file)
+  server <- do.call(valve_start, c(source, list(
+    host = host, port = port, n_min = n_min, n_max = n_max,
     check_unused = check_unused, max_age = max_age, queue_max = queue_max,
     queue_timeout = queue_timeout, request_timeout = request_timeout,
     startup_timeout = startup_timeout, max_body_size = max_body_size,
-    client_timeout = client_timeout, ...
-  )
+    client_timeout = client_timeout, dir = dir, api = api
+  ), list(...)))
   on.exit(engine_stop(server$engine, grace = 0), add = TRUE)
   tryCatch(
     {

@@ -173,6 +173,11 @@ targets <- c(
   `plumber alone` = alone_port
 )
 # Warm-up: every request shape, so the JVM has compiled its hot paths before anything counts.
+rss_mib <- function(pid) {
+  status <- readLines(file.path("/proc", pid, "status"))
+  as.numeric(gsub("[^0-9]", "", grep("^VmRSS:", status, value = TRUE))) / 1024
+}
+rss_start <- rss_mib(valve$process$get_pid())
 for (name in names(targets)) {
   wrk(targets[[name]], "/fast", 8, duration = 3)
   wrk(targets[[name]], "/echo", 4, script = file.path(bench_dir, "post.lua"), duration = 2)
@@ -193,12 +198,9 @@ direct <- wrk(worker_ports[[1]], "/fast", 1, headers = "Connection: close")
 rows[[length(rows) + 1]] <- cbind(scenario = "/fast c=1", target = "worker direct, Connection: close", direct)
 results <- do.call(rbind, rows)
 
-# Engine memory: the valve process (R + JVM) idle, under load, and a bare R with rJava's JVM.
-rss_mib <- function(pid) {
-  status <- readLines(file.path("/proc", pid, "status"))
-  as.numeric(gsub("[^0-9]", "", grep("^VmRSS:", status, value = TRUE))) / 1024
-}
-rss_idle <- rss_mib(valve$process$get_pid())
+# Engine memory: the valve process (R + JVM) at start, under load, after every scenario, and a
+# bare R with rJava's JVM for comparison.
+rss_after <- rss_mib(valve$process$get_pid())
 loader <- process$new("wrk", c("-t", "2", "-c", "32", "-d", "4s", sprintf("http://127.0.0.1:%d/fast", valve$port)), stdout = NULL)
 Sys.sleep(3)
 rss_load <- rss_mib(valve$process$get_pid())
@@ -287,22 +289,23 @@ report <- c(
   "", "## Start-up, scaling and memory", "",
   sprintf("- `valve_start()` to the first 200 OK, in a fresh R session: %.2f s", timing[1]),
   sprintf("- a burst of 8 requests growing the pool from 1 to 8 ready workers: %.2f s", timing[2]),
-  sprintf("- the valve process (R + JVM + engine): %.0f MiB idle, %.0f MiB under load (/fast, 32 connections); a bare R with rJava's JVM started: %.0f MiB", rss_idle, rss_load, rss_bare),
+  sprintf("- the valve process (R + JVM + engine), RSS: %.0f MiB after start, %.0f MiB after every scenario (1 MiB bodies included), %.0f MiB under load (/fast, 32 connections); a bare R with rJava's JVM started: %.0f MiB. The JVM's heap grows lazily up to its default ceiling (a quarter of RAM); `options(java.parameters = \"-Xmx256m\")` bounds it (tools/soak.R runs that way).", rss_start, rss_after, rss_load, rss_bare),
   "", "## All measurements", "", table_lines
 )
 stamp <- format(Sys.time(), "%Y%m%d-%H%M%S")
 writeLines(report, file.path(out_dir, paste0("bench-", stamp, ".md")))
 writeLines(report, file.path(bench_dir, "latest.md"))
 
-png(file.path(bench_dir, "latest.png"), width = 1100, height = 650, type = "cairo")
-par(mar = c(11, 5, 3, 1))
+png(file.path(bench_dir, "latest.png"), width = 1100, height = 700, type = "cairo")
+par(mar = c(14, 5, 5, 1))
 wide <- tapply(results$rps, list(results$target, factor(results$scenario, levels = unique(results$scenario))), identity)
 wide <- wide[c("valve", "haproxy", "nginx", "plumber alone"), ]
 wide[is.na(wide)] <- 1
 barplot(wide, beside = TRUE, las = 2, log = "y", col = c("#1b9e77", "#d95f02", "#7570b3", "grey70"),
-        ylab = "requests per second (log scale)", cex.names = 0.8,
-        main = sprintf("valve vs HAProxy vs nginx, %d plumber workers (%s)", n_workers, format(Sys.Date())))
-legend("topright", legend = rownames(wide), fill = c("#1b9e77", "#d95f02", "#7570b3", "grey70"), bty = "n")
+        ylab = "requests per second (log scale)", cex.names = 0.8)
+title(sprintf("valve vs HAProxy vs nginx, %d plumber workers (%s)", n_workers, format(Sys.Date())), line = 3)
+legend("top", legend = rownames(wide), fill = c("#1b9e77", "#d95f02", "#7570b3", "grey70"), bty = "n",
+       horiz = TRUE, inset = c(0, -0.08), xpd = TRUE)
 invisible(dev.off())
 
 cat(report, sep = "\n")

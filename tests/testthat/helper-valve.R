@@ -17,9 +17,12 @@ test_api <- function(name = "plumber.R") {
 }
 
 # Starts valve on a free port for the calling test and stops it when the test ends.
+# `plumber_file = NULL` leaves it out, for `dir =` and `api =`.
 local_valve <- function(..., plumber_file = test_api(), .local_envir = parent.frame()) {
   skip_if_no_engine()
-  server <- valve_start(plumber_file, port = 0, ...)
+  args <- list(port = 0, ...)
+  if (!is.null(plumber_file)) args <- c(list(plumber_file = plumber_file), args)
+  server <- do.call(valve_start, args)
   withr::defer(valve_stop(server, grace = 0), envir = .local_envir)
   server
 }

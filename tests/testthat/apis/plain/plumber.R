@@ -1,0 +1,2 @@
+#* @get /who
+function() list(style = "plain")
