@@ -25,7 +25,7 @@ valve_config <- function(source, host, port, n_min, n_max, check_unused, max_age
   check_seconds(client_timeout, "client_timeout", call = call)
   check_run_args(run_args, call = call)
 
-  list(
+  engine <- list(
     host = host,
     port = as.integer(port),
     n_min = as.integer(n_min),
@@ -37,20 +37,39 @@ valve_config <- function(source, host, port, n_min, n_max, check_unused, max_age
     request_timeout = as.double(request_timeout),
     startup_timeout = as.double(startup_timeout),
     max_body_size = as.double(max_body_size),
-    client_timeout = as.double(client_timeout),
-    worker = worker_spec(source, run_args)
+    client_timeout = as.double(client_timeout)
   )
+  if (source$mode == "service") {
+    c(engine, list(upstream = source$upstream, per_pod = source$per_pod, resolve_interval = source$resolve_interval))
+  } else {
+    c(engine, list(worker = worker_spec(source, run_args)))
+  }
 }
 
-# Where workers get the API from: exactly one of a plumber file, a directory, or a function.
-api_source <- function(plumber_file, file_given, dir, api, call = rlang::caller_env()) {
-  given <- c(plumber_file = file_given, dir = !is.null(dir), api = !is.null(api))
+# Where requests go: local workers running a plumber file, a directory or a function, or the
+# pods behind a service name. Exactly one.
+api_source <- function(plumber_file, file_given, dir, api, upstream, per_pod, resolve_interval,
+                       call = rlang::caller_env()) {
+  given <- c(plumber_file = file_given, dir = !is.null(dir), api = !is.null(api), upstream = !is.null(upstream))
   if (sum(given) > 1) {
     valve_abort(
       c("Give only one of {.arg {names(given)[given]}}.",
-        i = "{.arg plumber_file} serves a file, {.arg dir} a directory, {.arg api} a router built by a function."),
+        i = "{.arg plumber_file} serves a file, {.arg dir} a directory, {.arg api} a router built by a function, {.arg upstream} the pods of a service."),
       kind = "argument", call = call
     )
+  }
+  if (!is.null(upstream)) {
+    if (!is.character(upstream) || length(upstream) != 1 || !grepl("^http://[^/:]+(:[0-9]+)?/?$", upstream)) {
+      valve_abort(
+        c("{.arg upstream} must look like {.val http://name:port}, not {.val {format(upstream)}}.",
+          i = "For Kubernetes, a headless service: {.val http://api.my-namespace.svc.cluster.local:8000}."),
+        kind = "argument", call = call
+      )
+    }
+    check_whole(per_pod, "per_pod", min = 1, call = call)
+    check_seconds(resolve_interval, "resolve_interval", call = call)
+    return(list(mode = "service", upstream = sub("/$", "", upstream), per_pod = as.integer(per_pod),
+                resolve_interval = as.double(resolve_interval)))
   }
   if (!is.null(dir)) {
     return(list(mode = "dir", dir = check_api_dir(dir, call = call)))

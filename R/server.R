@@ -37,6 +37,14 @@
 #' @param api Instead of `plumber_file`: a function that builds and returns a plumber router,
 #'   such as `function() plumber::pr() |> plumber::pr_get("/", function() "hi")`. Each worker
 #'   calls it. It runs in a fresh R process, so it must load what it needs itself.
+#' @param upstream Instead of local workers (service mode): `"http://name:port"` of a service
+#'   whose name resolves to one address per pod, such as a Kubernetes headless service. Each
+#'   pod takes `per_pod` requests at once, with the same queue and timeouts as local workers.
+#'   The name is resolved again every `resolve_interval` seconds and after a failure: new pods
+#'   join, vanished pods are drained, and a failed look-up keeps the last known pods.
+#'   `n_min`, `n_max`, `check_unused`, `max_age` and `startup_timeout` do not apply.
+#' @param per_pod Service mode: requests one pod may have in flight at once.
+#' @param resolve_interval Service mode: seconds between look-ups of the service name.
 #' @param ... Named arguments passed on to [plumber::pr_run()] in every worker, such as
 #'   `docs = FALSE`. `host`, `port` and `quiet` are set by valve.
 #' @return A `valve_server` handle: `$url` is where it listens. Print it to see its state.
@@ -54,8 +62,10 @@ valve_start <- function(plumber_file = "plumber.R", host = "127.0.0.1", port = 3
                         n_min = 1, n_max = 3, check_unused = 10, max_age = 300,
                         queue_max = 1000, queue_timeout = 60, request_timeout = 300,
                         startup_timeout = 60, max_body_size = 256 * 1024^2,
-                        client_timeout = 30, dir = NULL, api = NULL, ...) {
-  source <- api_source(plumber_file, file_given = !missing(plumber_file), dir = dir, api = api)
+                        client_timeout = 30, dir = NULL, api = NULL, upstream = NULL,
+                        per_pod = 1, resolve_interval = 5, ...) {
+  source <- api_source(plumber_file, file_given = !missing(plumber_file), dir = dir, api = api,
+                       upstream = upstream, per_pod = per_pod, resolve_interval = resolve_interval)
   config <- valve_config(
     source = source, host = host, port = port, n_min = n_min, n_max = n_max,
     check_unused = check_unused, max_age = max_age, queue_max = queue_max,
@@ -114,22 +124,26 @@ valve_run <- function(plumber_file = "plumber.R", host = "127.0.0.1", port = 300
                       n_min = 1, n_max = 3, check_unused = 10, max_age = 300,
                       queue_max = 1000, queue_timeout = 60, request_timeout = 300,
                       startup_timeout = 60, max_body_size = 256 * 1024^2,
-                      client_timeout = 30, dir = NULL, api = NULL, ...) {
+                      client_timeout = 30, dir = NULL, api = NULL, upstream = NULL,
+                      per_pod = 1, resolve_interval = 5, ...) {
   source <- if (missing(plumber_file)) list() else list(plumber_file = plumber_file)
   server <- do.call(valve_start, c(source, list(
     host = host, port = port, n_min = n_min, n_max = n_max,
     check_unused = check_unused, max_age = max_age, queue_max = queue_max,
     queue_timeout = queue_timeout, request_timeout = request_timeout,
     startup_timeout = startup_timeout, max_body_size = max_body_size,
-    client_timeout = client_timeout, dir = dir, api = api
+    client_timeout = client_timeout, dir = dir, api = api, upstream = upstream,
+    per_pod = per_pod, resolve_interval = resolve_interval
   ), list(...)))
   on.exit(engine_stop(server$engine, grace = 0), add = TRUE)
   tryCatch(
     {
-      cli::cli_inform(c(
-        v = "valve is serving {.url {server$url}} with {n_min} to {n_max} worker{?s}.",
-        i = "Press Ctrl-C to stop."
-      ))
+      serving <- if (is.null(upstream)) {
+        "valve is serving {.url {server$url}} with {n_min} to {n_max} worker{?s}."
+      } else {
+        "valve is serving {.url {server$url}} from the pods of {.url {upstream}}."
+      }
+      cli::cli_inform(c(v = serving, i = "Press Ctrl-C to stop."))
       while (engine_running(server$engine)) {
         show_logs(server)
         Sys.sleep(0.1)

@@ -12,7 +12,6 @@ import java.util.Map;
 import java.util.concurrent.CountDownLatch;
 
 import dev.valve.log.LogSink;
-import dev.valve.pool.ProcessLauncher;
 
 /**
  * The command line, for containers and shells: {@code java -jar valve-engine.jar [options]} or
@@ -42,6 +41,10 @@ public final class Main {
             new Option("port", "-p", "VALVE_PORT", "3000", "port to listen on (also read from PORT)"),
             new Option("file", "-f", "VALVE_FILE", "plumber.R", "plumber file each worker runs"),
             new Option("dir", null, "VALVE_DIR", null, "directory with entrypoint.R or plumber.R (instead of --file)"),
+            new Option("service-url", null, "VALVE_SERVICE_URL", null,
+                    "http://name:port of a headless service: its pods are the workers (instead of --file)"),
+            new Option("per-pod", null, "VALVE_PER_POD", "1", "requests one pod may have in flight at once"),
+            new Option("resolve-interval", null, "VALVE_RESOLVE_INTERVAL", "5", "seconds between look-ups of --service-url"),
             new Option("n-max", "-n", "VALVE_N_MAX", "3", "most workers at once"),
             new Option("n-min", null, "VALVE_N_MIN", "1", "workers kept running when idle"),
             new Option("check-unused", null, "VALVE_CHECK_UNUSED", "10", "seconds between checks for idle workers"),
@@ -94,20 +97,26 @@ public final class Main {
         LogSink log = new LogSink(1000, err);
         Valve valve;
         try {
-            String secret = Valve.newSecret();
-            valve = Valve.start(config, log, new ProcessLauncher(config.launcher(secret), log), secret);
+            valve = Valve.start(config, log);
         } catch (ValveException e) {
             err.println("valve: " + e.getMessage());
             return ValveException.BIND.equals(e.kind()) ? EXIT_BIND : EXIT_STARTUP;
         }
         CountDownLatch stopped = new CountDownLatch(1);
         Runtime.getRuntime().addShutdownHook(new Thread(() -> {
-            valve.stop(STOP_GRACE_SECONDS);
-            stopped.countDown();
-            out.flush();
-            err.flush();
-            // A graceful stop is a success: without this the JVM reports 128 + the signal.
-            Runtime.getRuntime().halt(EXIT_OK);
+            int status = EXIT_OK;
+            try {
+                valve.stop(STOP_GRACE_SECONDS);
+            } catch (RuntimeException e) {
+                err.println("valve: stopping failed: " + e);
+                status = 1;
+            } finally {
+                stopped.countDown();
+                out.flush();
+                err.flush();
+                // A graceful stop is a success: without this the JVM reports 128 + the signal.
+                Runtime.getRuntime().halt(status);
+            }
         }, "valve-shutdown"));
         out.println("valve is serving " + valve.url() + " (Ctrl-C or SIGTERM stops it)");
         log.drain();
@@ -123,10 +132,10 @@ public final class Main {
     static Map<String, String> parse(String[] args, Map<String, String> env) {
         Map<String, String> values = new LinkedHashMap<>();
         int start = 0;
-        if (args.length > 0 && args[0].equals("local")) {
+        if (args.length > 0 && (args[0].equals("local") || args[0].equals("k8s"))) {
             start = 1;
         } else if (args.length > 0 && !args[0].startsWith("-")) {
-            throw new IllegalArgumentException("unknown command '" + args[0] + "' (commands: local)");
+            throw new IllegalArgumentException("unknown command '" + args[0] + "' (commands: local, k8s)");
         }
         for (int i = start; i < args.length; i++) {
             String arg = args[i];
@@ -183,6 +192,13 @@ public final class Main {
         double startupTimeout = number(values, "startup-timeout");
         double clientTimeout = number(values, "client-timeout");
         long maxBodySize = (long) number(values, "max-body-size");
+        if (values.get("service-url") != null) {
+            ValveConfig service = new ValveConfig(values.get("host"), port, nMin, nMax, checkUnused, maxAge, queueMax,
+                    queueTimeout, requestTimeout, startupTimeout, maxBodySize, null, clientTimeout,
+                    values.get("service-url"), integer(values, "per-pod"), number(values, "resolve-interval"), null);
+            service.service();
+            return service;
+        }
         Map<String, String> environment = new LinkedHashMap<>();
         String directory;
         if (values.get("dir") != null) {
@@ -205,7 +221,7 @@ public final class Main {
         List<String> command = new ArrayList<>(List.of(values.get("rscript"), "--no-echo", "--no-restore",
                 workerScript().toString()));
         return new ValveConfig(values.get("host"), port, nMin, nMax, checkUnused, maxAge, queueMax, queueTimeout,
-                requestTimeout, startupTimeout, maxBodySize, null, clientTimeout,
+                requestTimeout, startupTimeout, maxBodySize, null, clientTimeout, null, null, null,
                 new ValveConfig.Worker(command, environment, directory));
     }
 
@@ -247,6 +263,7 @@ public final class Main {
         StringBuilder text = new StringBuilder("""
                 Usage: valve [options]              serve a plumber file (Valve's shape)
                        valve local --dir DIR [opts] serve a directory (Faucet's shape)
+                       valve k8s --service-url URL  forward to the pods behind a headless service
 
                 Serves a plumber API from a pool of R worker processes behind one port.
 

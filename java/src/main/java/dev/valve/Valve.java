@@ -27,6 +27,7 @@ import dev.valve.pool.UpstreamLauncher;
 import dev.valve.pool.WorkerPool;
 import dev.valve.proxy.ProxyHandler;
 import dev.valve.proxy.StallGuard;
+import dev.valve.service.ServiceDiscovery;
 
 import io.helidon.webserver.WebServer;
 import io.helidon.webserver.http1.Http1Config;
@@ -52,14 +53,16 @@ public final class Valve implements AutoCloseable {
     private final WebServer server;
     private final Path spoolDirectory;
     private final String url;
+    private final ServiceDiscovery discovery;
     private final AtomicBoolean stopped = new AtomicBoolean();
 
     private Valve(ValveConfig config, LogSink log, WorkerPool pool, StallGuard stallGuard, WebServer server,
-                  Path spoolDirectory) {
+                  Path spoolDirectory, ServiceDiscovery discovery) {
         this.config = config;
         this.log = log;
         this.pool = pool;
         this.stallGuard = stallGuard;
+        this.discovery = discovery;
         this.server = server;
         this.spoolDirectory = spoolDirectory;
         // Bound once: Helidon reports port -1 after a stop, and the handle should still say where it was.
@@ -78,15 +81,27 @@ public final class Valve implements AutoCloseable {
         try {
             config = ValveConfig.fromJson(configJson);
             config.pool();
+            if (config.upstream() != null) {
+                config.service();
+            }
         } catch (IllegalArgumentException e) {
             throw new ValveException(ValveException.CONFIG, e.getMessage(), e);
         }
-        LogSink log = new LogSink(LOG_CAPACITY, null);
+        return start(config, new LogSink(LOG_CAPACITY, null));
+    }
+
+    /** Local workers, or service mode when the configuration names an upstream. */
+    static Valve start(ValveConfig config, LogSink log) throws ValveException {
+        if (config.upstream() != null) {
+            ServiceDiscovery.disableDnsCache();
+            // Pods are not ours: they get no secret, which their API code would otherwise see.
+            return start(config, log, null, null);
+        }
         String secret = newSecret();
         return start(config, log, new ProcessLauncher(config.launcher(secret), log), secret);
     }
 
-    /** Starts with any launcher; tests use in-process stub workers. */
+    /** Starts with any launcher (tests use in-process stub workers), or none in service mode. */
     static Valve start(ValveConfig config, LogSink log, UpstreamLauncher launcher, String secret) throws ValveException {
         ignoreSigpipe();
         HELIDON_LOGGER.setLevel(Level.WARNING);
@@ -130,7 +145,13 @@ public final class Valve implements AutoCloseable {
                 throw new ValveException(ValveException.BIND, "cannot listen on " + config.host() + ":"
                         + config.port() + ": " + rootMessage(e), e);
             }
-            Valve valve = new Valve(config, log, pool, stallGuard, server, spool);
+            ServiceDiscovery discovery = launcher == null ? new ServiceDiscovery(config.service(), pool, log) : null;
+            Valve valve = new Valve(config, log, pool, stallGuard, server, spool, discovery);
+            if (discovery != null) {
+                log.add("valve", "listening on " + valve.url() + ", forwarding to the pods of " + config.upstream());
+                discovery.start();
+                return valve;
+            }
             log.add("valve", "listening on " + valve.url() + ", starting " + config.nMin() + " worker(s)");
             try {
                 pool.start().get(Math.round(config.startupTimeout() * 1000) + 5000, TimeUnit.MILLISECONDS);
@@ -176,6 +197,9 @@ public final class Valve implements AutoCloseable {
             return;
         }
         log.add("valve", "stopping");
+        if (discovery != null) {
+            discovery.close();
+        }
         pool.close(ValveConfig.seconds(Math.max(0, graceSeconds)));
         server.stop();
         stallGuard.close();

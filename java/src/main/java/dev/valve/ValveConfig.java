@@ -1,5 +1,6 @@
 package dev.valve;
 
+import java.net.URI;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.List;
@@ -13,6 +14,7 @@ import com.fasterxml.jackson.databind.json.JsonMapper;
 import dev.valve.pool.PoolConfig;
 import dev.valve.pool.ProcessLauncher;
 import dev.valve.proxy.ProxyHandler;
+import dev.valve.service.ServiceDiscovery;
 
 /**
  * Everything the engine needs, as one value. R builds it as JSON with snake_case names; a
@@ -33,12 +35,17 @@ import dev.valve.proxy.ProxyHandler;
  * @param memoryBuffer   bytes of one body kept in memory before spilling to a temporary file
  * @param clientTimeout  seconds a client connection may stay silent (in headers, in a body, or
  *                       idle between requests) before it is closed
- * @param worker         how to spawn one worker
+ * @param upstream       service mode: {@code http://name:port} of a (headless) service whose
+ *                       addresses are the pods; no local workers then
+ * @param perPod         service mode: requests one pod may have in flight at once
+ * @param resolveInterval service mode: seconds between resolutions of the name
+ * @param worker         how to spawn one worker; null in service mode
  */
 public record ValveConfig(String host, Integer port, Integer nMin, Integer nMax,
                           Double checkUnused, Double maxAge, Integer queueMax, Double queueTimeout,
                           Double requestTimeout, Double startupTimeout, Long maxBodySize,
-                          Integer memoryBuffer, Double clientTimeout, Worker worker) {
+                          Integer memoryBuffer, Double clientTimeout, String upstream, Integer perPod,
+                          Double resolveInterval, Worker worker) {
 
     /**
      * @param command     program and arguments
@@ -75,6 +82,8 @@ public record ValveConfig(String host, Integer port, Integer nMin, Integer nMax,
         maxBodySize = maxBodySize == null ? 256L * 1024 * 1024 : maxBodySize;
         memoryBuffer = memoryBuffer == null ? 1024 * 1024 : memoryBuffer;
         clientTimeout = clientTimeout == null ? 30.0 : clientTimeout;
+        perPod = perPod == null ? 1 : perPod;
+        resolveInterval = resolveInterval == null ? 5.0 : resolveInterval;
         if (port < 0 || port > 65535) {
             throw new IllegalArgumentException("port must be between 0 and 65535, got " + port);
         }
@@ -84,8 +93,11 @@ public record ValveConfig(String host, Integer port, Integer nMin, Integer nMax,
         if (maxBodySize < 0 || memoryBuffer < 0) {
             throw new IllegalArgumentException("max_body_size and memory_buffer must be >= 0");
         }
-        if (worker == null) {
-            throw new IllegalArgumentException("worker is required");
+        if ((worker == null) == (upstream == null)) {
+            throw new IllegalArgumentException("give exactly one of worker (local workers) and upstream (service mode)");
+        }
+        if (!(resolveInterval > 0)) {
+            throw new IllegalArgumentException("resolve_interval must be > 0, got " + resolveInterval);
         }
     }
 
@@ -124,6 +136,14 @@ public record ValveConfig(String host, Integer port, Integer nMin, Integer nMax,
     ProxyHandler.Settings proxy(Path spoolDirectory, String secret) {
         return new ProxyHandler.Settings(maxBodySize, memoryBuffer, seconds(requestTimeout), spoolDirectory,
                 MAX_HEADER_BYTES, secret);
+    }
+
+    ServiceDiscovery.Settings service() {
+        try {
+            return new ServiceDiscovery.Settings(URI.create(upstream), perPod, seconds(resolveInterval));
+        } catch (IllegalArgumentException e) {
+            throw new IllegalArgumentException("invalid upstream " + upstream + ": " + e.getMessage(), e);
+        }
     }
 
     static Duration seconds(double value) {

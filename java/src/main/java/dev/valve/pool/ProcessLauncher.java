@@ -6,9 +6,7 @@ import java.io.InputStream;
 import java.io.InputStreamReader;
 import java.io.OutputStream;
 import java.net.InetAddress;
-import java.net.InetSocketAddress;
 import java.net.ServerSocket;
-import java.net.Socket;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -148,29 +146,14 @@ public final class ProcessLauncher implements UpstreamLauncher {
             if (!process.isAlive() || closed) {
                 return false;
             }
-            if (answersHttp(port, deadline)) {
+            if (HttpProbe.answers("127.0.0.1", port, settings.probePath(),
+                    Duration.ofNanos(Math.max(1, deadline - System.nanoTime())))) {
                 return true;
             }
             Thread.sleep(pause);
             pause = Math.min(pause * 3 / 2, 200);
         }
         return false;
-    }
-
-    private boolean answersHttp(int port, long deadline) {
-        try (Socket socket = new Socket()) {
-            socket.connect(new InetSocketAddress(InetAddress.getLoopbackAddress(), port), 1000);
-            socket.setSoTimeout((int) Math.max(1, Math.min(Integer.MAX_VALUE,
-                    (deadline - System.nanoTime()) / 1_000_000)));
-            OutputStream out = socket.getOutputStream();
-            out.write(("GET " + settings.probePath() + " HTTP/1.1\r\nHost: 127.0.0.1:" + port
-                    + "\r\nConnection: close\r\n\r\n").getBytes(StandardCharsets.US_ASCII));
-            out.flush();
-            byte[] head = socket.getInputStream().readNBytes(5);
-            return new String(head, StandardCharsets.US_ASCII).equals("HTTP/");
-        } catch (IOException e) {
-            return false;
-        }
     }
 
     private Thread pipeLines(InputStream stream, String name, Deque<String> tail) {

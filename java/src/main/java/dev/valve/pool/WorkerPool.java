@@ -5,7 +5,10 @@ import java.util.ArrayDeque;
 import java.util.ArrayList;
 import java.util.Deque;
 import java.util.LinkedHashSet;
+import java.util.HashMap;
+import java.util.HashSet;
 import java.util.List;
+import java.util.Map;
 import java.util.Set;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionException;
@@ -65,17 +68,24 @@ public final class WorkerPool implements AutoCloseable {
     /** Bookkeeping for one ready upstream; guarded by the pool's lock. */
     static final class Member {
         final Upstream upstream;
+        /** Launched by this pool (and so reaped by it), rather than admitted from outside. */
+        final boolean launched;
         long idleSince;
         long requests;
         int inFlight;
         int maxInFlight;
         boolean gone;
+        boolean retiring;
 
-        Member(Upstream upstream) {
+        Member(Upstream upstream, boolean launched) {
             this.upstream = upstream;
+            this.launched = launched;
         }
     }
 
+    private final Map<Upstream, Member> admitted = new HashMap<>();
+
+    /** @param launcher starts upstreams on demand; null when upstreams are only {@link #admit admitted} */
     public WorkerPool(PoolConfig config, UpstreamLauncher launcher, Consumer<String> log) {
         this.config = config;
         this.launcher = launcher;
@@ -190,12 +200,15 @@ public final class WorkerPool implements AutoCloseable {
         try {
             member.inFlight--;
             busy.remove(member);
-            if (discard || member.gone || !member.upstream.isAlive()) {
+            if (discard || member.gone || member.retiring || !member.upstream.isAlive()) {
                 if (!member.gone) {
                     member.gone = true;
                     live--;
                 }
-                toStop = member.upstream;
+                admitted.remove(member.upstream);
+                if (discard || !member.retiring) {
+                    toStop = member.upstream;
+                }
             } else {
                 consecutiveFailures = 0;
                 if (closed) {
@@ -262,7 +275,7 @@ public final class WorkerPool implements AutoCloseable {
      * calls {@link #launch(int)} with the result after unlocking.
      */
     private int planLaunches() {
-        if (closed) {
+        if (closed || launcher == null) {
             return 0;
         }
         int coming = live + starting;
@@ -340,7 +353,7 @@ public final class WorkerPool implements AutoCloseable {
             } else {
                 startedCount++;
                 live++;
-                Member member = new Member(upstream);
+                Member member = new Member(upstream, true);
                 upstream.onDeath(() -> onDeath(member));
                 handOff(member);
             }
@@ -378,7 +391,8 @@ public final class WorkerPool implements AutoCloseable {
         lock.lock();
         try {
             long cutoff = System.nanoTime() - config.maxAge().toNanos();
-            while (live > config.nMin() && !idle.isEmpty() && idle.peekLast().idleSince - cutoff < 0) {
+            while (live > config.nMin() && !idle.isEmpty() && idle.peekLast().launched
+                    && idle.peekLast().idleSince - cutoff < 0) {
                 Member member = idle.pollLast();
                 member.gone = true;
                 live--;
@@ -397,6 +411,62 @@ public final class WorkerPool implements AutoCloseable {
     private void stopLater(Upstream upstream, String why) {
         log.accept("stopping " + upstream.name() + " (pid " + upstream.pid() + "): " + why);
         Thread.ofVirtual().name("valve-stop-" + upstream.name()).start(() -> upstream.stop(STOP_GRACE));
+    }
+
+    /**
+     * Adds an upstream that is managed from outside (a remote pod): it takes requests at once and
+     * is never reaped; it leaves through {@link #retire(Upstream)} or when a request on it fails.
+     */
+    public void admit(Upstream upstream) {
+        lock.lock();
+        try {
+            if (closed || admitted.containsKey(upstream)) {
+                return;
+            }
+            Member member = new Member(upstream, false);
+            admitted.put(upstream, member);
+            live++;
+            startedCount++;
+            handOff(member);
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    /** Removes an admitted upstream: at once when idle, after its request when busy. */
+    public void retire(Upstream upstream) {
+        lock.lock();
+        try {
+            Member member = admitted.get(upstream);
+            if (member == null || member.gone) {
+                return;
+            }
+            if (idle.remove(member)) {
+                member.gone = true;
+                live--;
+                admitted.remove(upstream);
+            } else {
+                member.retiring = true;
+            }
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    /** The upstreams admitted from outside and still taking requests. */
+    public Set<Upstream> admittedUpstreams() {
+        lock.lock();
+        try {
+            Set<Upstream> current = new HashSet<>();
+            admitted.forEach((upstream, member) -> {
+                if (!member.gone && !member.retiring) {
+                    current.add(upstream);
+                }
+            });
+            return current;
+        } finally {
+            lock.unlock();
+        }
     }
 
     public PoolStatus status() {
@@ -471,7 +541,9 @@ public final class WorkerPool implements AutoCloseable {
         for (Upstream upstream : all) {
             stoppers.add(Thread.ofVirtual().start(() -> upstream.stop(STOP_GRACE)));
         }
-        launcher.close();
+        if (launcher != null) {
+            launcher.close();
+        }
         for (Thread stopper : stoppers) {
             try {
                 stopper.join();

@@ -55,7 +55,8 @@ public final class ProxyHandler implements Handler {
      * @param requestTimeout how long a worker may stay silent before the request fails with 504
      * @param spoolDirectory where bodies spill to
      * @param maxHeaderBytes largest request head (all header lines) accepted; larger gets 431
-     * @param secret         sent to workers in {@link #SECRET_HEADER}; they refuse requests without it
+     * @param secret         sent to local workers in {@link #SECRET_HEADER}, which refuse requests
+     *                       without it; null when the upstreams are not ours (service mode)
      */
     public record Settings(long maxBodySize, int memoryBuffer, Duration requestTimeout, Path spoolDirectory,
                            int maxHeaderBytes, String secret) {
@@ -240,7 +241,9 @@ public final class ProxyHandler implements Handler {
         out.add(new String[] {"X-Forwarded-For", forwardedFor(req)});
         out.add(new String[] {"X-Forwarded-Proto", req.isSecure() ? "https" : "http"});
         in.first(HeaderNames.HOST).ifPresent(host -> out.add(new String[] {"X-Forwarded-Host", host}));
-        out.add(new String[] {SECRET_HEADER.defaultCase(), settings.secret()});
+        if (settings.secret() != null) {
+            out.add(new String[] {SECRET_HEADER.defaultCase(), settings.secret()});
+        }
         return out;
     }
 

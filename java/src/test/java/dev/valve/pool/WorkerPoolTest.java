@@ -103,8 +103,10 @@ class WorkerPoolTest {
         for (int i = 0; i < 8; i++) {
             int index = i;
             waiters.add(Thread.ofVirtual().start(() -> {
-                try (Lease lease = pool.acquire()) {
+                try {
+                    Lease lease = pool.acquire();
                     order.add(index);
+                    lease.release();
                 } catch (PoolException e) {
                     throw new AssertionError(e);
                 }
@@ -126,8 +128,10 @@ class WorkerPoolTest {
         List<Thread> waiters = new ArrayList<>();
         for (int i = 0; i < 6; i++) {
             waiters.add(Thread.ofVirtual().start(() -> {
-                try (Lease lease = pool.acquire()) {
+                try {
+                    Lease lease = pool.acquire();
                     Thread.sleep(1);
+                    lease.release();
                 } catch (Exception e) {
                     throw new AssertionError(e);
                 }
@@ -258,6 +262,29 @@ class WorkerPoolTest {
         assertTrue(events.stream().anyMatch(e -> e.contains("exited")), events.toString());
         launcher.crashSoonAfterStart.set(false);
         Await.until("the pool recovers once workers stay up", () -> pool.status().idle() == 1);
+    }
+
+    @Test
+    void admittedUpstreamsServeAreNeverReapedAndDrainWhenRetired() throws Exception {
+        pool = new WorkerPool(new PoolConfig(0, 1, Duration.ofMillis(50), Duration.ofMillis(20), 100,
+                Duration.ofSeconds(30)), null, events::add);
+        StubWorker a = new StubWorker(1);
+        StubWorker b = new StubWorker(2);
+        pool.admit(a);
+        pool.admit(b);
+        Thread.sleep(200);
+        assertEquals(2, pool.status().idle(), "admitted upstreams are not reaped, whatever max_age says");
+        Lease busy = pool.acquire();
+        Upstream other = busy.upstream() == a ? b : a;
+        pool.retire(busy.upstream());
+        pool.retire(other);
+        assertEquals(0, pool.status().idle(), "an idle retired upstream leaves at once");
+        assertEquals(1, pool.status().busy(), "a busy one finishes its request first");
+        busy.release();
+        assertEquals(0, pool.status().upstreams().size());
+        assertTrue(launcher.launched.isEmpty(), "nothing is launched without a launcher");
+        a.stop(Duration.ZERO);
+        b.stop(Duration.ZERO);
     }
 
     @Test
