@@ -38,6 +38,8 @@ test_that("pods from DNS share the load one request each, join and leave without
   expect_true(all(result$death$after == 200))
   expect_equal(result$death$ips, "127.0.0.3")
   expect_equal(result$max_in_flight, 1L)
+  expect_equal(result$cli$ips, "127.0.0.3")
+  expect_equal(result$cli$status, 0L)
   expect_true(any(grepl("pod 127.0.0.4:8000 joined", result$logs, fixed = TRUE)))
   expect_true(any(grepl("pod 127.0.0.2 left api.valve.test; draining it", result$logs, fixed = TRUE)))
 })

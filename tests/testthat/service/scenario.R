@@ -90,5 +90,18 @@ curl::multi_run(pool = pool)
 after_death <- batch(4)
 result$death <- list(statuses = unlist(doomed), after = after_death$status, ips = sort(unique(after_death$ip)))
 result$max_in_flight <- max(valve_workers(server)$max_in_flight)
+
+# The command line's service mode, against the same pods.
+cli_port <- httpuv::randomPort()
+cli <- processx::process$new(system.file("bin", "valve", package = "valve"),
+  c("k8s", "--service-url", "http://api.valve.test:8000", "--resolve-interval", "0.3", "-p", cli_port),
+  stdout = "|", stderr = "|")
+on.exit(if (cli$is_alive()) cli$kill(), add = TRUE, after = FALSE)
+until(function() answers(sprintf("http://127.0.0.1:%d/who", cli_port)))
+cli_answers <- lapply(1:3, function(i) jsonlite::fromJSON(rawToChar(
+  curl::curl_fetch_memory(sprintf("http://127.0.0.1:%d/who", cli_port))$content)))
+cli$signal(tools::SIGTERM)
+cli$wait(30000)
+result$cli <- list(ips = sort(unique(vapply(cli_answers, `[[`, "", "ip"))), status = cli$get_exit_status())
 result$logs <- valve_logs(server)
 jsonlite::write_json(result, out, auto_unbox = FALSE)
