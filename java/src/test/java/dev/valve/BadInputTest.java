@@ -6,12 +6,9 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import java.io.IOException;
 import java.net.InetAddress;
 import java.net.Socket;
-import java.net.URI;
 import java.nio.charset.StandardCharsets;
 import java.util.stream.Stream;
 
-import dev.valve.log.LogSink;
-import dev.valve.pool.StubLauncher;
 import dev.valve.pool.StubWorker;
 
 import org.junit.jupiter.api.AfterAll;
@@ -29,25 +26,22 @@ import org.junit.jupiter.params.provider.MethodSource;
 @TestInstance(TestInstance.Lifecycle.PER_CLASS)
 class BadInputTest {
     private static final String CLOSED = "<closed>";
-    private final StubLauncher launcher = new StubLauncher();
-    private Valve valve;
+    private StubEngine engine;
     private int port;
 
     @BeforeAll
     void start() throws ValveException {
-        ValveConfig config = ValveConfig.fromJson("{\"port\": 0, \"n_min\": 1, \"n_max\": 1, \"client_timeout\": 1,"
-                + " \"max_body_size\": 1000000, \"worker\": {\"command\": [\"unused\"]}}");
-        valve = Valve.start(config, new LogSink(1000, null), launcher, "test-secret");
-        port = URI.create(valve.url()).getPort();
+        engine = new StubEngine("\"n_max\": 1, \"client_timeout\": 1, \"max_body_size\": 1000000, ");
+        port = engine.port;
     }
 
     @AfterAll
     void stop() {
-        valve.stop(0);
+        engine.close();
     }
 
     private StubWorker worker() {
-        return launcher.launched.get(0);
+        return engine.worker();
     }
 
     static Stream<Arguments> badRequests() {

@@ -9,12 +9,10 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.io.IOException;
 import java.io.InputStream;
-import java.net.URI;
 import java.nio.charset.StandardCharsets;
 import java.util.List;
 import java.util.zip.CRC32;
 
-import dev.valve.log.LogSink;
 import dev.valve.pool.Await;
 import dev.valve.pool.StubLauncher;
 import dev.valve.pool.StubWorker;
@@ -26,25 +24,26 @@ import org.junit.jupiter.params.provider.ValueSource;
 
 /** The proxy through the real Helidon server, against stub workers on real sockets. */
 class ProxyTest {
-    private final StubLauncher launcher = new StubLauncher();
+    private StubEngine engine;
+    private StubLauncher launcher;
     private Valve valve;
     private int port;
 
     private void start(String extraJson) throws ValveException {
-        ValveConfig config = ValveConfig.fromJson("{\"port\": 0, \"n_min\": 1, \"n_max\": 2, "
-                + extraJson + "\"worker\": {\"command\": [\"unused\"]}}");
-        valve = Valve.start(config, new LogSink(1000, null), launcher, "test-secret");
-        port = URI.create(valve.url()).getPort();
+        engine = new StubEngine("\"n_max\": 2, " + extraJson);
+        launcher = engine.launcher;
+        valve = engine.valve;
+        port = engine.port;
     }
 
     private StubWorker worker() {
-        return launcher.launched.get(0);
+        return engine.worker();
     }
 
     @AfterEach
     void stop() {
-        if (valve != null) {
-            valve.stop(0);
+        if (engine != null) {
+            engine.close();
         }
     }
 

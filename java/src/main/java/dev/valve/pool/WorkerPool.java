@@ -6,7 +6,6 @@ import java.util.ArrayList;
 import java.util.Deque;
 import java.util.LinkedHashSet;
 import java.util.HashMap;
-import java.util.HashSet;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
@@ -61,7 +60,6 @@ public final class WorkerPool implements AutoCloseable {
     private int consecutiveFailures;
     private long launchNotBefore;
     private boolean retryScheduled;
-    private String lastFailure;
     private long startedCount;
     private long failedCount;
 
@@ -241,7 +239,7 @@ public final class WorkerPool implements AutoCloseable {
             live--;
             idle.remove(member);
             if (!closed) {
-                recordFailure(member.upstream.name() + " exited unexpectedly");
+                recordFailure();
                 log.accept(member.upstream.name() + " (pid " + member.upstream.pid() + ") exited");
             }
             toLaunch = planLaunches();
@@ -342,7 +340,7 @@ public final class WorkerPool implements AutoCloseable {
             if (error != null) {
                 failedCount++;
                 Throwable cause = unwrap(error);
-                recordFailure(cause.getMessage());
+                recordFailure();
                 log.accept("a worker failed to start: " + cause.getMessage());
                 if (live == 0 && starting == 0) {
                     failWaiters(new PoolException(Reason.NO_UPSTREAM,
@@ -367,9 +365,8 @@ public final class WorkerPool implements AutoCloseable {
         launch(toLaunch);
     }
 
-    private void recordFailure(String message) {
+    private void recordFailure() {
         consecutiveFailures++;
-        lastFailure = message;
         long delay = consecutiveFailures <= 1
                 ? 0
                 : Math.min(BACKOFF_MAX.toNanos(),
@@ -453,22 +450,6 @@ public final class WorkerPool implements AutoCloseable {
         }
     }
 
-    /** The upstreams admitted from outside and still taking requests. */
-    public Set<Upstream> admittedUpstreams() {
-        lock.lock();
-        try {
-            Set<Upstream> current = new HashSet<>();
-            admitted.forEach((upstream, member) -> {
-                if (!member.gone && !member.retiring) {
-                    current.add(upstream);
-                }
-            });
-            return current;
-        } finally {
-            lock.unlock();
-        }
-    }
-
     public PoolStatus status() {
         lock.lock();
         try {
@@ -493,16 +474,6 @@ public final class WorkerPool implements AutoCloseable {
         Upstream upstream = member.upstream;
         return new PoolStatus.UpstreamStatus(upstream.name(), upstream.pid(), upstream.port(), busy,
                 member.requests, member.maxInFlight);
-    }
-
-    /** The message of the most recent launch failure or crash, or null. */
-    public String lastFailure() {
-        lock.lock();
-        try {
-            return lastFailure;
-        } finally {
-            lock.unlock();
-        }
     }
 
     /**

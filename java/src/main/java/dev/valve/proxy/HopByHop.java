@@ -1,6 +1,7 @@
 package dev.valve.proxy;
 
 import java.util.HashSet;
+import java.util.List;
 import java.util.Locale;
 import java.util.Set;
 
@@ -13,7 +14,7 @@ import io.helidon.http.Headers;
  * must not be forwarded in either direction, plus any header the {@code Connection} header names.
  */
 final class HopByHop {
-    static final Set<String> ALWAYS = Set.of(
+    private static final Set<String> ALWAYS = Set.of(
             "connection", "keep-alive", "proxy-connection", "proxy-authenticate",
             "proxy-authorization", "te", "trailer", "transfer-encoding", "upgrade");
 
@@ -36,7 +37,7 @@ final class HopByHop {
     }
 
     /** Adds the header names listed in a Connection header value. */
-    static void addTokens(String connectionValue, Set<String> names) {
+    private static void addTokens(String connectionValue, Set<String> names) {
         for (String token : connectionValue.split(",")) {
             String name = token.trim().toLowerCase(Locale.ROOT);
             if (!name.isEmpty()) {
@@ -45,7 +46,22 @@ final class HopByHop {
         }
     }
 
+    /** The same for a response from an upstream, whose headers are name/value pairs. */
+    static HopByHop of(List<String[]> headers) {
+        Set<String> names = new HashSet<>(ALWAYS);
+        for (String[] header : headers) {
+            if (header[0].equalsIgnoreCase("connection")) {
+                addTokens(header[1], names);
+            }
+        }
+        return new HopByHop(names);
+    }
+
     boolean contains(Header header) {
         return names.contains(header.headerName().lowerCase());
+    }
+
+    boolean contains(String name) {
+        return names.contains(name.toLowerCase(Locale.ROOT));
     }
 }

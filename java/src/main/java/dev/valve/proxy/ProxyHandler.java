@@ -12,9 +12,7 @@ import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
-import java.util.HashSet;
 import java.util.List;
-import java.util.Locale;
 import java.util.Set;
 
 import dev.valve.log.LogSink;
@@ -250,9 +248,9 @@ public final class ProxyHandler implements Handler {
     private void relay(Lease lease, UpstreamExchange exchange, UpstreamExchange.Response answer,
                        ServerResponse res) throws IOException {
         res.status(Status.create(answer.status(), answer.reason()));
-        Set<String> hop = hopByHopNames(answer.headers());
+        HopByHop hop = HopByHop.of(answer.headers());
         for (String[] header : answer.headers()) {
-            if (!hop.contains(header[0].toLowerCase(Locale.ROOT))) {
+            if (!hop.contains(header[0])) {
                 res.headers().add(HeaderValues.create(header[0], header[1]));
             }
         }
@@ -317,16 +315,6 @@ public final class ProxyHandler implements Handler {
         } finally {
             Buffers.give(buffer);
         }
-    }
-
-    private static Set<String> hopByHopNames(List<String[]> headers) {
-        Set<String> names = new HashSet<>(HopByHop.ALWAYS);
-        for (String[] header : headers) {
-            if (header[0].equalsIgnoreCase("connection")) {
-                HopByHop.addTokens(header[1], names);
-            }
-        }
-        return names;
     }
 
     /** The client's own chain, if any, with the address we actually saw appended. */

@@ -1,6 +1,5 @@
 package dev.valve.proxy;
 
-import java.io.FilterInputStream;
 import java.io.IOException;
 import java.io.InputStream;
 import java.io.InterruptedIOException;
@@ -54,23 +53,22 @@ public final class StallGuard implements Http1ConnectionListener, AutoCloseable 
 
     /** {@code in}, with every read limited to the timeout. */
     InputStream guard(InputStream in) {
-        return new FilterInputStream(in) {
-            @Override
-            public int read() throws IOException {
-                byte[] one = new byte[1];
-                return read(one, 0, 1) < 0 ? -1 : one[0] & 0xff;
-            }
-
+        return new BlockInputStream() {
             @Override
             public int read(byte[] buffer, int offset, int length) throws IOException {
                 ScheduledFuture<?> alarm = arm();
                 try {
-                    return super.read(buffer, offset, length);
+                    return in.read(buffer, offset, length);
                 } finally {
                     if (disarm(alarm)) {
                         throw new InterruptedIOException("the client sent nothing for " + timeout.toMillis() + " ms");
                     }
                 }
+            }
+
+            @Override
+            public void close() throws IOException {
+                in.close();
             }
         };
     }

@@ -196,17 +196,11 @@ final class UpstreamExchange implements Closeable {
     }
 
     /** Exactly {@code remaining} bytes; fewer before end-of-stream is an error, not a short body. */
-    private final class FixedLengthInputStream extends InputStream {
+    private final class FixedLengthInputStream extends BlockInputStream {
         private long remaining;
 
         FixedLengthInputStream(long length) {
             this.remaining = length;
-        }
-
-        @Override
-        public int read() throws IOException {
-            byte[] one = new byte[1];
-            return read(one, 0, 1) < 0 ? -1 : one[0] & 0xff;
         }
 
         @Override
@@ -224,15 +218,9 @@ final class UpstreamExchange implements Closeable {
     }
 
     /** Decodes chunked transfer coding; trailers are read and dropped. */
-    private final class ChunkedInputStream extends InputStream {
+    private final class ChunkedInputStream extends BlockInputStream {
         private long chunkLeft;
         private boolean done;
-
-        @Override
-        public int read() throws IOException {
-            byte[] one = new byte[1];
-            return read(one, 0, 1) < 0 ? -1 : one[0] & 0xff;
-        }
 
         @Override
         public int read(byte[] buffer, int offset, int length) throws IOException {
