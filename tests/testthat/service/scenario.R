@@ -90,6 +90,7 @@ curl::multi_run(pool = pool)
 after_death <- batch(4)
 result$death <- list(statuses = unlist(doomed), after = after_death$status, ips = sort(unique(after_death$ip)))
 result$max_in_flight <- max(valve_workers(server)$max_in_flight)
+result$logs <- valve_logs(server)
 
 # The command line's service mode, against the same pods.
 cli_port <- httpuv::randomPort()
@@ -103,5 +104,13 @@ cli_answers <- lapply(1:3, function(i) jsonlite::fromJSON(rawToChar(
 cli$signal(tools::SIGTERM)
 cli$wait(30000)
 result$cli <- list(ips = sort(unique(vapply(cli_answers, `[[`, "", "ip"))), status = cli$get_exit_status())
-result$logs <- valve_logs(server)
+
+# DNS goes away: look-ups fail, and the last known pods keep serving.
+dns$kill()
+known <- pod_ips()
+Sys.sleep(1.5)
+without_dns <- batch(4)
+result$dns_down <- list(statuses = without_dns$status, before = known, after = pod_ips(),
+                        logged = any(grepl("cannot resolve api.valve.test", valve_logs(server), fixed = TRUE)))
+result$logs <- c(result$logs, valve_logs(server))
 jsonlite::write_json(result, out, auto_unbox = FALSE)
