@@ -26,7 +26,7 @@
 #'   `504` and the worker is replaced.
 #' @param startup_timeout Seconds a new worker may take to answer HTTP.
 #' @param max_body_size Largest request body in bytes; larger ones are answered `413`. Bodies
-#'   are held in memory up to 256 KiB and in a temporary file beyond.
+#'   are held in memory up to 1 MiB and in a temporary file beyond.
 #' @param client_timeout Seconds a client connection may stay silent (idle between requests,
 #'   or stalled while sending its headers or body) before valve closes it.
 #' @param dir Instead of `plumber_file`: a directory served the way [plumber::plumb()] serves

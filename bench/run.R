@@ -296,13 +296,13 @@ stamp <- format(Sys.time(), "%Y%m%d-%H%M%S")
 writeLines(report, file.path(out_dir, paste0("bench-", stamp, ".md")))
 writeLines(report, file.path(bench_dir, "latest.md"))
 
-png(file.path(bench_dir, "latest.png"), width = 1100, height = 700, type = "cairo")
-par(mar = c(14, 5, 5, 1))
+png(file.path(bench_dir, "latest.png"), width = 1100, height = 760, type = "cairo")
+par(mar = c(18, 5, 5, 1))
 wide <- tapply(results$rps, list(results$target, factor(results$scenario, levels = unique(results$scenario))), identity)
 wide <- wide[c("valve", "haproxy", "nginx", "plumber alone"), ]
 wide[is.na(wide)] <- 1
 barplot(wide, beside = TRUE, las = 2, log = "y", col = c("#1b9e77", "#d95f02", "#7570b3", "grey70"),
-        ylab = "requests per second (log scale)", cex.names = 0.8)
+        ylab = "requests per second (log scale)", cex.names = 0.75)
 title(sprintf("valve vs HAProxy vs nginx, %d plumber workers (%s)", n_workers, format(Sys.Date())), line = 3)
 legend("top", legend = rownames(wide), fill = c("#1b9e77", "#d95f02", "#7570b3", "grey70"), bty = "n",
        horiz = TRUE, inset = c(0, -0.08), xpd = TRUE)
