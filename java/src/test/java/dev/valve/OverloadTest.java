@@ -12,35 +12,15 @@ import java.util.List;
 import java.util.concurrent.atomic.AtomicInteger;
 
 import dev.valve.pool.Await;
-import dev.valve.pool.StubLauncher;
 import dev.valve.pool.StubWorker;
 
-import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 
 /** Overload, abandoned requests, slow clients and shutdown, against one stub worker. */
-class OverloadTest {
-    private StubEngine engine;
-    private StubLauncher launcher;
-    private Valve valve;
-    private int port;
-
-    private void start(String extraJson) throws ValveException {
-        engine = new StubEngine("\"n_max\": 1, " + extraJson);
-        launcher = engine.launcher;
-        valve = engine.valve;
-        port = engine.port;
-    }
-
-    private StubWorker worker() {
-        return engine.worker();
-    }
-
-    @AfterEach
-    void stop() {
-        if (engine != null) {
-            engine.close();
-        }
+class OverloadTest extends StubEngineTest {
+    @Override
+    protected String defaults() {
+        return "\"n_max\": 1, ";
     }
 
     private RawHttp sendAsync(String target) throws Exception {

@@ -14,37 +14,17 @@ import java.util.List;
 import java.util.zip.CRC32;
 
 import dev.valve.pool.Await;
-import dev.valve.pool.StubLauncher;
 import dev.valve.pool.StubWorker;
 
-import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.ValueSource;
 
 /** The proxy through the real Helidon server, against stub workers on real sockets. */
-class ProxyTest {
-    private StubEngine engine;
-    private StubLauncher launcher;
-    private Valve valve;
-    private int port;
-
-    private void start(String extraJson) throws ValveException {
-        engine = new StubEngine("\"n_max\": 2, " + extraJson);
-        launcher = engine.launcher;
-        valve = engine.valve;
-        port = engine.port;
-    }
-
-    private StubWorker worker() {
-        return engine.worker();
-    }
-
-    @AfterEach
-    void stop() {
-        if (engine != null) {
-            engine.close();
-        }
+class ProxyTest extends StubEngineTest {
+    @Override
+    protected String defaults() {
+        return "\"n_max\": 2, ";
     }
 
     @ParameterizedTest
