@@ -25,11 +25,15 @@ import dev.valve.log.LogSink;
 import dev.valve.pool.ProcessLauncher;
 import dev.valve.pool.UpstreamLauncher;
 import dev.valve.pool.WorkerPool;
+import dev.valve.proxy.ClientConnections;
+import dev.valve.proxy.ErrorAnswers;
 import dev.valve.proxy.ProxyHandler;
 import dev.valve.proxy.StallGuard;
 import dev.valve.service.ServiceDiscovery;
 
+import io.helidon.http.DirectHandler;
 import io.helidon.webserver.WebServer;
+import io.helidon.webserver.http.DirectHandlers;
 import io.helidon.webserver.http1.Http1Config;
 
 import sun.misc.Signal;
@@ -109,7 +113,13 @@ public final class Valve implements AutoCloseable {
             Path spool = createSpoolDirectory();
             WorkerPool pool = new WorkerPool(config.pool(), launcher, line -> log.add("valve", line));
             StallGuard stallGuard = new StallGuard(ValveConfig.seconds(config.clientTimeout()));
-            ProxyHandler handler = new ProxyHandler(pool, config.proxy(spool, secret), stallGuard, log);
+            ErrorAnswers answers = new ErrorAnswers(log);
+            ProxyHandler handler = new ProxyHandler(pool, config.proxy(spool, secret), stallGuard, answers, log);
+            Http1Config http1 = Http1Config.builder()
+                    .maxPrologueLength(ValveConfig.MAX_REQUEST_LINE_BYTES)
+                    .maxHeadersSize(8 * ValveConfig.MAX_HEADER_BYTES)
+                    .addReceiveListener(stallGuard)
+                    .build();
             WebServer server = null;
             try {
                 checkBindable(config.host(), config.port());
@@ -120,13 +130,17 @@ public final class Valve implements AutoCloseable {
                         .maxPayloadSize(config.maxBodySize())
                         .idleConnectionTimeout(ValveConfig.seconds(config.clientTimeout()))
                         .idleConnectionPeriod(idleCheckPeriod(config.clientTimeout()))
-                        // Without this, an explicit HTTP/1 config is added beside the discovered one and
-                        // unrecognisable request lines get a silent close instead of a 400.
+                        // valve's own connection type is the only one: it serves HTTP/1.0 through
+                        // Helidon's HTTP/1.1 parser, and with no second type to choose from Helidon
+                        // never sniffs, so unrecognisable request lines get a 400, not a silent close.
                         .protocolsDiscoverServices(false)
-                        .addProtocol(Http1Config.builder()
-                                .maxPrologueLength(ValveConfig.MAX_REQUEST_LINE_BYTES)
-                                .maxHeadersSize(8 * ValveConfig.MAX_HEADER_BYTES)
-                                .addReceiveListener(stallGuard)
+                        .addConnectionSelector(new ClientConnections(http1))
+                        .directHandlers(DirectHandlers.builder()
+                                .update(builder -> {
+                                    for (DirectHandler.EventType type : DirectHandler.EventType.values()) {
+                                        builder.addHandler(type, answers);
+                                    }
+                                })
                                 .build())
                         .routing(routing -> routing.any(handler))
                         .build()

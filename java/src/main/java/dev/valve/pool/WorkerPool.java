@@ -123,6 +123,21 @@ public final class WorkerPool implements AutoCloseable {
         return ready;
     }
 
+    /** Leases an idle upstream if one is free and nobody waits before us; null otherwise. */
+    public Lease tryAcquire() {
+        lock.lock();
+        try {
+            if (closed || !waiters.isEmpty() || idle.isEmpty()) {
+                return null;
+            }
+            Member member = idle.pollFirst();
+            markBusy(member);
+            return new Lease(this, member);
+        } finally {
+            lock.unlock();
+        }
+    }
+
     /**
      * Leases an upstream, waiting in FIFO order for up to {@code queueTimeout}.
      *

@@ -7,18 +7,16 @@ import java.io.OutputStream;
 import java.io.UncheckedIOException;
 import java.net.InetSocketAddress;
 import java.net.SocketAddress;
-import java.net.SocketTimeoutException;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Set;
+import java.util.concurrent.atomic.AtomicBoolean;
 
 import dev.valve.log.LogSink;
 import dev.valve.pool.Lease;
 import dev.valve.pool.PoolException;
-import dev.valve.pool.Upstream;
 import dev.valve.pool.WorkerPool;
 
 import io.helidon.http.Header;
@@ -44,7 +42,6 @@ import io.helidon.webserver.http.ServerResponse;
  * so streamed responses stay streamed.
  */
 public final class ProxyHandler implements Handler {
-    private static final Header RETRY_AFTER = HeaderValues.create(HeaderNames.RETRY_AFTER, "1");
     private static final byte[] NO_BYTES = new byte[0];
 
     /**
@@ -74,7 +71,6 @@ public final class ProxyHandler implements Handler {
     private static final Header ALLOW = HeaderValues.create(HeaderNames.ALLOW,
             "GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH");
 
-    private static final Duration CONNECT_TIMEOUT = Duration.ofSeconds(5);
     /** Responses up to this size with a known length skip the spool. */
     private static final int SMALL_RESPONSE = 64 * 1024;
 
@@ -82,12 +78,14 @@ public final class ProxyHandler implements Handler {
     private final Settings settings;
     private final LogSink log;
     private final StallGuard stallGuard;
+    private final ErrorAnswers answers;
 
     /** @param stallGuard limits body reads to the client timeout; owned by the caller */
-    public ProxyHandler(WorkerPool pool, Settings settings, StallGuard stallGuard, LogSink log) {
+    public ProxyHandler(WorkerPool pool, Settings settings, StallGuard stallGuard, ErrorAnswers answers, LogSink log) {
         this.pool = pool;
         this.settings = settings;
         this.stallGuard = stallGuard;
+        this.answers = answers;
         this.log = log;
     }
 
@@ -102,11 +100,7 @@ public final class ProxyHandler implements Handler {
     }
 
     private static boolean clientWantsClose(ServerRequest req) {
-        ServerRequestHeaders headers = req.headers();
-        if (headers.contains(HeaderValues.CONNECTION_CLOSE)) {
-            return true;
-        }
-        return "1.0".equals(req.prologue().protocolVersion()) && !headers.contains(HeaderValues.CONNECTION_KEEP_ALIVE);
+        return req.headers().containsToken(HeaderValues.CONNECTION_CLOSE);
     }
 
     private void forward(ServerRequest req, ServerResponse res) {
@@ -114,12 +108,12 @@ public final class ProxyHandler implements Handler {
         if (!FORWARDED_METHODS.contains(method)) {
             res.header(ALLOW);
             boolean known = REFUSED_METHODS.contains(method);
-            sendError(res, known ? Status.METHOD_NOT_ALLOWED_405 : Status.NOT_IMPLEMENTED_501,
+            answers.send(req, res, known ? Status.METHOD_NOT_ALLOWED_405 : Status.NOT_IMPLEMENTED_501,
                     "method " + method.text() + (known ? " is not allowed" : " is not supported"));
             return;
         }
         if (headerBytes(req.headers()) > settings.maxHeaderBytes()) {
-            sendError(res, Status.create(431, "Request Header Fields Too Large"),
+            answers.send(req, res, Status.create(431, "Request Header Fields Too Large"),
                     "request headers are larger than " + settings.maxHeaderBytes() + " bytes");
             return;
         }
@@ -127,30 +121,101 @@ public final class ProxyHandler implements Handler {
         try {
             body = req.content().hasEntity() ? receiveBody(req) : null;
         } catch (Spool.BodyTooLargeException e) {
-            sendError(res, Status.REQUEST_ENTITY_TOO_LARGE_413, e.getMessage());
+            answers.send(req, res, Status.REQUEST_ENTITY_TOO_LARGE_413, e.getMessage());
             throw new CloseConnectionException("request body too large");
         } catch (RequestException e) {
             // Helidon's own framing checks, e.g. a chunked body past max_body_size (413).
-            sendError(res, e.status(), "the request body was refused: " + e.getMessage());
+            answers.send(req, res, e.status(), "the request body was refused: " + e.getMessage());
             throw new CloseConnectionException("refused request body", e);
         } catch (IOException | RuntimeException e) {
             // Malformed chunking, a body that stalled or ended early, or the client is gone: the
             // connection's framing is lost, so answer if still possible and close it.
-            sendError(res, Status.BAD_REQUEST_400, "the request body could not be read");
+            answers.send(req, res, Status.BAD_REQUEST_400, "the request body could not be read");
             throw new CloseConnectionException("unreadable request body", e);
         }
         try (body) {
             Lease lease;
             try {
-                lease = pool.acquire();
+                lease = acquire();
             } catch (PoolException e) {
-                sendError(res, Status.SERVICE_UNAVAILABLE_503, e.getMessage());
+                answers.send(req, res, Failure.of(e.reason()).status, e.getMessage());
                 return;
             }
-            exchange(lease, req, body, res);
+            proxy(new UpstreamCall(lease), req, body, res);
         } catch (IOException e) {
             throw new UncheckedIOException(e);
         }
+    }
+
+    /**
+     * Leases an upstream; while the request waits in the queue, a client that hangs up takes it
+     * out of the queue, so an abandoned request never costs a worker.
+     */
+    private Lease acquire() throws PoolException {
+        Lease lease = pool.tryAcquire();
+        ClientConnection client = ClientConnection.current();
+        if (lease != null || client == null) {
+            return lease != null ? lease : pool.acquire();
+        }
+        AtomicBoolean settled = new AtomicBoolean();
+        Thread waiting = Thread.currentThread();
+        client.onHangUp(() -> {
+            if (settled.compareAndSet(false, true)) {
+                waiting.interrupt();
+            }
+        });
+        try {
+            lease = pool.acquire();
+        } catch (PoolException e) {
+            if (settled.compareAndSet(false, true)) {
+                throw e;
+            }
+            throw clientGone();
+        }
+        if (settled.compareAndSet(false, true)) {
+            return lease;
+        }
+        // The client hung up just as a worker came free: the worker never saw the request.
+        lease.release();
+        throw clientGone();
+    }
+
+    private CloseConnectionException clientGone() {
+        Thread.interrupted();
+        log.add("valve", "a client hung up while its request waited for a worker; dropped from the queue");
+        return new CloseConnectionException("the client hung up while its request was queued");
+    }
+
+    /** Everything between leasing a worker and the end of its response; the call ends on every path. */
+    private void proxy(UpstreamCall call, ServerRequest req, Spool body, ServerResponse res) throws IOException {
+        UpstreamExchange.Response answer;
+        try {
+            answer = call.send(req.prologue().method().text(), target(req), forwardHeaders(req), body,
+                    req.prologue().method().equals(Method.HEAD), settings.requestTimeout());
+            copyHeaders(answer, res);
+        } catch (UpstreamCall.FailedException e) {
+            failUpstream(req, res, call, e.failure, e.getCause());
+            return;
+        } catch (RuntimeException | Error e) {
+            call.fail();
+            failUpstream(req, res, call, UpstreamCall.classify(e), e);
+            return;
+        }
+        try {
+            relay(call, answer, res, req);
+        } catch (Throwable e) {
+            // Whatever broke, the worker must not stay leased; its state is unknown, so it goes.
+            call.fail();
+            throw e;
+        }
+    }
+
+    private void failUpstream(ServerRequest req, ServerResponse res, UpstreamCall call, Failure failure, Throwable cause) {
+        String message = failure.message(call.upstreamName());
+        log.add("valve", message + " (" + cause + "); replacing it");
+        // A header the worker sent may be what failed: none of them belongs to this answer.
+        res.headers().clear();
+        answers.send(req, res, failure.status, message);
     }
 
     private static int headerBytes(ServerRequestHeaders headers) {
@@ -172,34 +237,6 @@ public final class ProxyHandler implements Handler {
             body.close();
             throw e;
         }
-    }
-
-    private void exchange(Lease lease, ServerRequest req, Spool body, ServerResponse res) throws IOException {
-        Upstream upstream = lease.upstream();
-        boolean head = req.prologue().method().equals(Method.HEAD);
-        UpstreamExchange exchange = null;
-        UpstreamExchange.Response answer;
-        try {
-            exchange = UpstreamExchange.open(upstream.host(), upstream.port(), CONNECT_TIMEOUT,
-                    settings.requestTimeout());
-            exchange.send(req.prologue().method().text(), target(req), forwardHeaders(req), body);
-            answer = exchange.receive(head);
-        } catch (IOException e) {
-            if (exchange != null) {
-                exchange.close();
-            }
-            lease.discard();
-            if (e instanceof SocketTimeoutException) {
-                log.add("valve", upstream.name() + " did not answer within "
-                        + settings.requestTimeout().toSeconds() + " s; replacing it");
-                sendError(res, Status.GATEWAY_TIMEOUT_504, upstream.name() + " did not answer in time");
-            } else {
-                log.add("valve", upstream.name() + " failed: " + e);
-                sendError(res, Status.BAD_GATEWAY_502, upstream.name() + " failed before answering");
-            }
-            return;
-        }
-        relay(lease, exchange, answer, res);
     }
 
     /**
@@ -245,8 +282,8 @@ public final class ProxyHandler implements Handler {
         return out;
     }
 
-    private void relay(Lease lease, UpstreamExchange exchange, UpstreamExchange.Response answer,
-                       ServerResponse res) throws IOException {
+    /** Status and end-to-end headers of the worker's answer; nothing is sent yet. */
+    private static void copyHeaders(UpstreamExchange.Response answer, ServerResponse res) {
         res.status(Status.create(answer.status(), answer.reason()));
         HopByHop hop = HopByHop.of(answer.headers());
         for (String[] header : answer.headers()) {
@@ -254,25 +291,41 @@ public final class ProxyHandler implements Handler {
                 res.headers().add(HeaderValues.create(header[0], header[1]));
             }
         }
+    }
+
+    private void relay(UpstreamCall call, UpstreamExchange.Response answer, ServerResponse res, ServerRequest req)
+            throws IOException {
+        ClientConnection client = ClientConnection.current();
+        boolean http10 = client != null && client.http10();
+        if (http10 && req.headers().containsToken(HeaderValues.CONNECTION_KEEP_ALIVE)) {
+            // An HTTP/1.0 client keeps the connection only when the answer says so.
+            res.header(HeaderValues.CONNECTION_KEEP_ALIVE);
+        }
         if (answer.body() == null) {
-            exchange.close();
-            lease.release();
+            call.complete();
             // For HEAD the worker's Content-Length describes the body a GET would get: it stays.
             res.send(NO_BYTES);
             return;
         }
         if (answer.contentLength() >= 0 && answer.contentLength() <= SMALL_RESPONSE) {
-            sendSmall(lease, exchange, answer, res);
+            sendSmall(call, answer, res);
             return;
         }
         Spool spool = new Spool(settings.memoryBuffer(), settings.spoolDirectory());
-        Thread.ofVirtual().name("valve-pump-" + lease.upstream().name())
-                .start(() -> pump(lease, exchange, answer.body(), spool));
-        try (spool; OutputStream out = res.outputStream()) {
-            spool.transferTo(out);
+        try (spool) {
+            Thread.ofVirtual().name("valve-pump-" + call.upstreamName()).start(() -> pump(call, answer.body(), spool));
+            if (http10 && answer.contentLength() < 0) {
+                // Chunks mean nothing to an HTTP/1.0 client: take the whole body to learn its length.
+                res.header(HeaderValues.create(HeaderNames.CONTENT_LENGTH, Long.toString(spool.awaitEnd())));
+            }
+            try (OutputStream out = res.outputStream()) {
+                spool.transferTo(out);
+            }
         } catch (IOException | UncheckedIOException e) {
-            // Headers are out, so no error status can follow: dropping the connection is the only
-            // honest way to tell the client the body is incomplete (or the client is gone anyway).
+            // Headers are out (or the worker broke off), so no error status can follow: dropping
+            // the connection is the only honest way to say the body is incomplete. A client that
+            // left frees the worker now, not when the worker stops writing.
+            call.abandon();
             throw new CloseConnectionException("response not completed: " + e.getMessage(), e);
         }
     }
@@ -281,37 +334,35 @@ public final class ProxyHandler implements Handler {
      * The common case, a short body of known length: read it whole, free the worker, then send
      * it in one write, without a pump thread or a spool.
      */
-    private void sendSmall(Lease lease, UpstreamExchange exchange, UpstreamExchange.Response answer,
-                           ServerResponse res) throws IOException {
+    private void sendSmall(UpstreamCall call, UpstreamExchange.Response answer, ServerResponse res) {
         byte[] body;
-        try (exchange) {
+        try {
             body = answer.body().readNBytes((int) answer.contentLength());
             if (body.length != answer.contentLength()) {
                 throw new EOFException("upstream body ended " + (answer.contentLength() - body.length) + " bytes early");
             }
         } catch (IOException e) {
-            lease.discard();
-            log.add("valve", lease.upstream().name() + " broke off its response: " + e);
+            call.fail();
+            log.add("valve", call.upstreamName() + " broke off its response: " + e);
             throw new CloseConnectionException("response not completed: " + e.getMessage(), e);
         }
-        lease.release();
+        call.complete();
         res.send(body);
     }
 
     /** Takes the response from the worker at the worker's pace, then frees the worker. */
-    private void pump(Lease lease, UpstreamExchange exchange, InputStream in, Spool spool) {
+    private void pump(UpstreamCall call, InputStream in, Spool spool) {
         byte[] buffer = Buffers.take();
-        try (exchange) {
+        try (call) {
             int count;
             while ((count = in.read(buffer)) >= 0) {
                 spool.write(buffer, 0, count);
             }
             spool.finish();
-            lease.release();
-        } catch (IOException | RuntimeException e) {
+            call.complete();
+        } catch (Throwable e) {
             spool.fail(e instanceof IOException io ? io : new IOException(e));
-            lease.discard();
-            log.add("valve", lease.upstream().name() + " broke off its response: " + e);
+            log.add("valve", call.upstreamName() + " broke off its response: " + e);
         } finally {
             Buffers.give(buffer);
         }
@@ -326,17 +377,5 @@ public final class ProxyHandler implements Handler {
         return req.headers().first(HeaderNames.X_FORWARDED_FOR)
                 .map(previous -> previous + ", " + client)
                 .orElse(client);
-    }
-
-    private static void sendError(ServerResponse res, Status status, String message) {
-        if (res.isSent()) {
-            return;
-        }
-        res.status(status);
-        if (status.code() == Status.SERVICE_UNAVAILABLE_503.code()) {
-            res.header(RETRY_AFTER);
-        }
-        res.header(HeaderValues.CONTENT_TYPE_TEXT_PLAIN);
-        res.send(("valve: " + message + "\n").getBytes(StandardCharsets.UTF_8));
     }
 }

@@ -112,6 +112,25 @@ final class Spool implements Closeable {
         }
     }
 
+    /** Waits for the writer to finish and returns the total size; the data stays to be read. */
+    long awaitEnd() throws IOException {
+        lock.lock();
+        try {
+            while (!finished && !closed) {
+                changed.await();
+            }
+            if (closed || failure != null) {
+                throw new IOException("upstream response broke off", failure);
+            }
+            return written;
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new InterruptedIOException("interrupted while waiting for data");
+        } finally {
+            lock.unlock();
+        }
+    }
+
     /** Reads at least one byte, waiting for the writer; -1 at the end of the data. */
     int read(byte[] target, int offset, int length) throws IOException {
         lock.lock();

@@ -35,6 +35,15 @@ final class UpstreamExchange implements Closeable {
     record Response(int status, String reason, List<String[]> headers, InputStream body, long contentLength) {
     }
 
+    /** The upstream answered something that is not HTTP/1.1: a protocol error, not a broken connection. */
+    static final class BadResponseException extends IOException {
+        private static final long serialVersionUID = 1L;
+
+        BadResponseException(String message) {
+            super(message);
+        }
+    }
+
     private final Socket socket;
     private final InputStream in;
     private final OutputStream out;
@@ -91,7 +100,7 @@ final class UpstreamExchange implements Closeable {
             String statusLine = readLine();
             String[] parts = statusLine.split(" ", 3);
             if (parts.length < 2 || !parts[0].startsWith("HTTP/1.")) {
-                throw new IOException("not an HTTP/1.x status line: " + abbreviate(statusLine));
+                throw new BadResponseException("not an HTTP/1.x status line: " + abbreviate(statusLine));
             }
             int status = parseStatus(parts[1]);
             List<String[]> headers = readHeaders();
@@ -132,7 +141,7 @@ final class UpstreamExchange implements Closeable {
                 }
                 return new FixedLengthInputStream(length);
             } catch (NumberFormatException e) {
-                throw new IOException("invalid Content-Length from upstream: " + abbreviate(contentLength));
+                throw new BadResponseException("invalid Content-Length from upstream: " + abbreviate(contentLength));
             }
         }
         return in;
@@ -145,13 +154,13 @@ final class UpstreamExchange implements Closeable {
         while (!(line = readLine()).isEmpty()) {
             total += line.length();
             if (total > MAX_HEAD_BYTES) {
-                throw new IOException("upstream response headers exceed " + MAX_HEAD_BYTES + " bytes");
+                throw new BadResponseException("upstream response headers exceed " + MAX_HEAD_BYTES + " bytes");
             }
             int colon = line.indexOf(':');
-            if (colon <= 0 || line.charAt(0) == ' ' || line.charAt(0) == '\t') {
-                throw new IOException("malformed upstream header: " + abbreviate(line));
+            if (colon <= 0 || !isToken(line, colon) || !isFieldValue(line, colon + 1)) {
+                throw new BadResponseException("malformed upstream header: " + abbreviate(line));
             }
-            headers.add(new String[] {line.substring(0, colon).trim(), line.substring(colon + 1).trim()});
+            headers.add(new String[] {line.substring(0, colon), line.substring(colon + 1).trim()});
         }
         return headers;
     }
@@ -164,7 +173,7 @@ final class UpstreamExchange implements Closeable {
                 throw new EOFException("upstream closed the connection");
             }
             if (line.size() >= MAX_HEAD_BYTES) {
-                throw new IOException("upstream line exceeds " + MAX_HEAD_BYTES + " bytes");
+                throw new BadResponseException("upstream line exceeds " + MAX_HEAD_BYTES + " bytes");
             }
             line.write(b);
         }
@@ -182,8 +191,32 @@ final class UpstreamExchange implements Closeable {
             }
             return status;
         } catch (NumberFormatException e) {
-            throw new IOException("invalid upstream status: " + abbreviate(text));
+            throw new BadResponseException("invalid upstream status: " + abbreviate(text));
         }
+    }
+
+    /** RFC 9110 5.1: a field name is a token; anything else would be refused by the client side. */
+    private static boolean isToken(String line, int end) {
+        for (int i = 0; i < end; i++) {
+            char c = line.charAt(i);
+            boolean token = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')
+                    || "!#$%&'*+-.^_`|~".indexOf(c) >= 0;
+            if (!token) {
+                return false;
+            }
+        }
+        return true;
+    }
+
+    /** RFC 9110 5.5: no control characters but horizontal tab in a field value. */
+    private static boolean isFieldValue(String line, int start) {
+        for (int i = start; i < line.length(); i++) {
+            char c = line.charAt(i);
+            if ((c < 0x20 && c != '\t') || c == 0x7f) {
+                return false;
+            }
+        }
+        return true;
     }
 
     private static String abbreviate(String text) {
@@ -234,7 +267,7 @@ final class UpstreamExchange implements Closeable {
                 try {
                     chunkLeft = Long.parseUnsignedLong(size, 16);
                 } catch (NumberFormatException e) {
-                    throw new IOException("invalid chunk size from upstream: " + abbreviate(sizeLine));
+                    throw new BadResponseException("invalid chunk size from upstream: " + abbreviate(sizeLine));
                 }
                 if (chunkLeft == 0) {
                     readHeaders();
@@ -248,7 +281,7 @@ final class UpstreamExchange implements Closeable {
             }
             chunkLeft -= count;
             if (chunkLeft == 0 && !readLine().isEmpty()) {
-                throw new IOException("chunk not followed by CRLF");
+                throw new BadResponseException("chunk not followed by CRLF");
             }
             return count;
         }
