@@ -314,6 +314,11 @@ public final class ProxyHandler implements Handler {
         Spool spool = new Spool(settings.memoryBuffer(), settings.spoolDirectory());
         try (spool) {
             Thread.ofVirtual().name("valve-pump-" + call.upstreamName()).start(() -> pump(call, answer.body(), spool));
+            if (client != null) {
+                // A stream may pause for as long as the worker likes; a client that leaves
+                // meanwhile writes nothing that could fail, so watch for it hanging up.
+                client.onHangUp(call::abandon);
+            }
             if (http10 && answer.contentLength() < 0) {
                 // Chunks mean nothing to an HTTP/1.0 client: take the whole body to learn its length.
                 res.header(HeaderValues.create(HeaderNames.CONTENT_LENGTH, Long.toString(spool.awaitEnd())));

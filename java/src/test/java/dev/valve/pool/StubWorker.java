@@ -27,7 +27,8 @@ import java.util.zip.CRC32;
  * An HTTP/1.1 worker on a real loopback socket, written by hand so tests see exactly what the
  * engine sends and can make it misbehave. Paths: {@code /sleep?ms=N}, {@code /echo},
  * {@code /bytes?n=N}, {@code /stream} (first chunk, then waits for {@link #streamGate}),
- * {@code /status?code=N}, {@code /die} (crashes mid-request), {@code /die-mid-body}.
+ * {@code /status?code=N}, {@code /die} (crashes mid-request), {@code /die-mid-body},
+ * {@code /bad-header} (a header name with a space, which no client may accept).
  */
 public final class StubWorker implements Upstream {
     /** What the worker received. Header names are lower case. */
@@ -187,6 +188,7 @@ public final class StubWorker implements Upstream {
                 int code = Integer.parseInt(param(query, "code", "204"));
                 send(out, code, Map.of("ETag", "\"v1\""), new byte[0]);
             }
+            case "/bad-header" -> send(out, 200, Map.of("X Bad", "1"), "ok".getBytes(StandardCharsets.UTF_8));
             case "/die" -> crash();
             case "/die-mid-body" -> {
                 writeHead(out, 200, Map.of("Content-Length", "1000000"));
