@@ -39,6 +39,13 @@ class WorkerPoolTest {
         return pool;
     }
 
+    /** With the pool's clock for idle ages and backoff in the test's hands. */
+    private WorkerPool pool(int nMin, int nMax, AtomicLong clock) {
+        pool = new WorkerPool(new PoolConfig(nMin, nMax, Duration.ofMinutes(5), Duration.ofMillis(20), 1000,
+                Duration.ofSeconds(30)), launcher, events::add, clock::get);
+        return pool;
+    }
+
     private WorkerPool pool(int nMin, int nMax) {
         return pool(nMin, nMax, Duration.ofMinutes(5), 1000, Duration.ofSeconds(30));
     }
@@ -250,28 +257,45 @@ class WorkerPoolTest {
 
     @Test
     void repeatedLaunchFailuresBackOffInsteadOfSpinning() throws Exception {
+        AtomicLong clock = new AtomicLong();
+        pool(1, 2, clock);
         launcher.failing.set(true);
-        pool(1, 2).start();
-        Thread.sleep(1500);
-        // Without backoff this would be thousands; with it: 0, 0.25, 0.5, 1 s delays.
-        int attempts = launcher.attempts.get();
-        assertTrue(attempts >= 2 && attempts <= 8, "launch attempts in 1.5 s: " + attempts);
+        pool.start();
+        // The pool's clock stands still between steps, so every launch below is the one it allows.
+        Await.until("the first failure is retried at once", () -> launcher.attempts.get() >= 2);
+        assertEquals(2, launcher.attempts.get(), "the second failure waits");
+        clock.addAndGet(Duration.ofMillis(250).toNanos());
+        Await.until("a retry after 250 ms", () -> launcher.attempts.get() >= 3);
+        assertEquals(3, launcher.attempts.get(), "the third failure waits");
+        clock.addAndGet(Duration.ofMillis(500).toNanos());
+        Await.until("a retry after 500 ms more", () -> launcher.attempts.get() >= 4);
+        assertEquals(4, launcher.attempts.get(), "the fourth failure waits");
         launcher.failing.set(false);
+        clock.addAndGet(Duration.ofSeconds(1).toNanos());
         Await.until("the pool recovers once launches work", () -> pool.status().idle() == 1);
+        assertEquals(5, launcher.attempts.get());
     }
 
     @Test
     void workersThatKeepCrashingAreRelaunchedWithBackoff() throws Exception {
-        pool(1, 2).start().get(10, TimeUnit.SECONDS);
+        AtomicLong clock = new AtomicLong();
+        pool(1, 2, clock).start().get(10, TimeUnit.SECONDS);
         launcher.crashSoonAfterStart.set(true);
         launcher.launched.get(0).crash();
-        Thread.sleep(1500);
-        // Each crash counts as a failure: relaunches wait 0, 0.25, 0.5, 1 s... instead of spinning.
-        int attempts = launcher.attempts.get();
-        assertTrue(attempts >= 3 && attempts <= 8, "launches in 1.5 s of crashing: " + attempts);
-        assertTrue(events.stream().anyMatch(e -> e.contains("exited")), events.toString());
+        // Each crash counts as a failure: the first is relaunched at once, the next waits.
+        Await.until("the relaunched worker crashed too", () -> exits() == 2);
+        assertEquals(2, launcher.attempts.get(), "a crash loop waits");
+        clock.addAndGet(Duration.ofMillis(250).toNanos());
+        Await.until("a relaunch after 250 ms, crashed", () -> exits() == 3);
+        assertEquals(3, launcher.attempts.get(), "a crash loop waits");
         launcher.crashSoonAfterStart.set(false);
+        clock.addAndGet(Duration.ofMillis(500).toNanos());
         Await.until("the pool recovers once workers stay up", () -> pool.status().idle() == 1);
+        assertEquals(4, launcher.attempts.get());
+    }
+
+    private long exits() {
+        return events.stream().filter(e -> e.endsWith(" exited")).count();
     }
 
     @Test
