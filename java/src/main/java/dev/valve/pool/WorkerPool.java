@@ -229,12 +229,21 @@ public final class WorkerPool implements AutoCloseable {
             } finally {
                 lock.unlock();
             }
-            // Completed while we were giving up: the hand-off happened, so the lease is ours.
+            // Completed while we were giving up: the hand-off happened.
+            Member member;
             try {
-                return waiter.join();
+                member = waiter.join();
             } catch (CompletionException ce) {
                 throw asPoolException(ce.getCause());
             }
+            if (interrupted) {
+                // Nobody will use it: it goes on to the next waiter, and the caller learns as
+                // in any other abandonment.
+                giveBack(member, false);
+                Thread.currentThread().interrupt();
+                throw new PoolException(Reason.CLOSED, "the request was abandoned");
+            }
+            return member;
         }
     }
 
