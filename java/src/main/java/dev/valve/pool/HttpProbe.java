@@ -7,7 +7,11 @@ import java.net.Socket;
 import java.nio.charset.StandardCharsets;
 import java.time.Duration;
 
-/** Whether something answers HTTP at an address: any status counts, log text never does. */
+/**
+ * Whether something answers HTTP at an address: any status counts, log text never does. The one
+ * readiness rule for every {@link Upstream}, a local worker (ProcessLauncher) or a pod
+ * (ServiceDiscovery), so it lives beside {@link Upstream}.
+ */
 public final class HttpProbe {
     private HttpProbe() {
     }

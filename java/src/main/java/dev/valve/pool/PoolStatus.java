@@ -18,7 +18,7 @@ public record PoolStatus(int starting, int idle, int busy, int queued, long star
 
     /**
      * @param name        upstream name
-     * @param pid         process id, -1 for remote upstreams
+     * @param pid         process id, -1 for upstreams without a process of ours (pods)
      * @param port        port it listens on
      * @param busy        whether a request is in flight
      * @param requests    requests it has answered or is answering

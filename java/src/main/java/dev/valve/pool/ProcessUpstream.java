@@ -1,15 +1,17 @@
 package dev.valve.pool;
 
 import java.time.Duration;
+import java.util.List;
+import java.util.Optional;
+import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
-import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.concurrent.TimeoutException;
 
 /** A local worker process listening on 127.0.0.1. */
-final class ProcessUpstream implements Upstream {
+final class ProcessUpstream implements Upstream, ManagedProcess {
     private final String name;
     private final Process process;
     private final int port;
-    private final AtomicBoolean stopping = new AtomicBoolean();
 
     ProcessUpstream(String name, Process process, int port) {
         this.name = name;
@@ -33,6 +35,11 @@ final class ProcessUpstream implements Upstream {
     }
 
     @Override
+    public Optional<ManagedProcess> process() {
+        return Optional.of(this);
+    }
+
+    @Override
     public long pid() {
         return process.pid();
     }
@@ -43,39 +50,51 @@ final class ProcessUpstream implements Upstream {
     }
 
     @Override
-    public void onDeath(Runnable callback) {
-        process.onExit().thenRun(() -> {
-            if (!stopping.get()) {
-                callback.run();
-            }
-        });
+    public void onExit(Runnable callback) {
+        process.onExit().thenRun(callback);
     }
 
     @Override
     public void stop(Duration grace) {
-        stopping.set(true);
         terminate(process, grace);
     }
 
     /**
      * SIGTERM to the process and its descendants (R may have started children), SIGKILL to
-     * whatever is left after {@code grace}, then waits for the exit so no zombie remains.
+     * whatever is left after {@code grace}, then waits up to {@code grace} again for the exit so
+     * no zombie remains. Returns within about twice {@code grace} whatever the process does.
      */
     static void terminate(Process process, Duration grace) {
         ProcessHandle handle = process.toHandle();
-        var descendants = handle.descendants().toList();
+        List<ProcessHandle> descendants = handle.descendants().toList();
         handle.destroy();
         descendants.forEach(ProcessHandle::destroy);
         try {
-            if (!process.waitFor(grace.toMillis(), TimeUnit.MILLISECONDS)) {
+            if (!exits(process, grace)) {
                 handle.destroyForcibly();
-                process.waitFor(grace.toMillis(), TimeUnit.MILLISECONDS);
+                exits(process, grace);
             }
         } catch (InterruptedException e) {
             handle.destroyForcibly();
             Thread.currentThread().interrupt();
         }
         descendants.stream().filter(ProcessHandle::isAlive).forEach(ProcessHandle::destroyForcibly);
+    }
+
+    /**
+     * Waits through {@link Process#onExit()}: its future is completed by the JDK's reaper thread,
+     * whereas {@link Process#waitFor(long, TimeUnit)} waits in a monitor, which in JDK 21 pins a
+     * virtual thread's carrier for the whole wait.
+     */
+    private static boolean exits(Process process, Duration within) throws InterruptedException {
+        try {
+            process.onExit().get(Math.max(1, within.toNanos()), TimeUnit.NANOSECONDS);
+            return true;
+        } catch (TimeoutException e) {
+            return false;
+        } catch (ExecutionException e) {
+            return !process.isAlive();
+        }
     }
 
     @Override

@@ -1,10 +1,10 @@
 package dev.valve.pool;
 
-import java.time.Duration;
+import java.util.Optional;
 
 /**
- * One place a request can be sent to: today a local R worker process, later a remote pod.
- * The pool guarantees at most one in-flight request per upstream.
+ * An address a request can be sent to: a local R worker process or a remote pod. The pool
+ * guarantees at most one in-flight request per upstream.
  */
 public interface Upstream {
 
@@ -17,15 +17,11 @@ public interface Upstream {
     /** Port to connect to. */
     int port();
 
-    /** Operating-system process id, or -1 when the upstream is not a local process. */
-    long pid();
-
-    /** Whether the upstream can still take requests; a dead process answers false. */
-    boolean isAlive();
-
-    /** Registers a callback run once when the upstream dies on its own. */
-    void onDeath(Runnable callback);
-
-    /** Stops the upstream, politely first and forcibly after {@code grace}. Idempotent. */
-    void stop(Duration grace);
+    /**
+     * The process behind this upstream when this engine runs it; empty when something else
+     * (Kubernetes, for a pod) owns its life cycle.
+     */
+    default Optional<ManagedProcess> process() {
+        return Optional.empty();
+    }
 }

@@ -4,21 +4,24 @@ import java.time.Duration;
 import java.util.ArrayDeque;
 import java.util.ArrayList;
 import java.util.Deque;
-import java.util.LinkedHashSet;
 import java.util.HashMap;
+import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionException;
 import java.util.concurrent.ExecutionException;
+import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
 import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.TimeoutException;
 import java.util.concurrent.locks.Condition;
 import java.util.concurrent.locks.ReentrantLock;
 import java.util.function.Consumer;
+import java.util.function.LongSupplier;
 
 import dev.valve.pool.PoolException.Reason;
 
@@ -27,24 +30,40 @@ import dev.valve.pool.PoolException.Reason;
  * front of them.
  *
  * <p>Rules: an upstream that frees up goes straight to the longest-waiting request (never to a
- * newcomer); when requests wait and the pool is below {@code nMax}, one upstream is launched per
- * waiting request not already covered by a launch in progress, plus one spare as soon as every
- * upstream is busy; idle upstreams are reused most recently used first, and those older than
- * {@code maxAge} are stopped down to {@code nMin}; dead upstreams leave the pool at once and are
- * replaced when needed. Launch failures and crashes back off exponentially, so a broken API never
- * makes the engine spin.
+ * newcomer); launches follow {@link Scaling}; idle upstreams are reused most recently used first,
+ * and those older than {@code maxAge} are stopped down to {@code nMin}; dead upstreams leave the
+ * pool at once and are replaced when needed. Launch failures and crashes go through
+ * {@link Backoff}, so a broken API never makes the engine spin.
  *
- * <p>All state is guarded by one lock; nothing slow (launching, stopping, waiting) happens while
- * it is held.
+ * <p>Upstreams come two ways. Launched ones belong to the pool: it watches their process, reaps
+ * and stops them. {@link #admit Admitted} ones (remote pods) belong to whoever admitted them: the
+ * pool only tells that owner when a request on one failed.
+ *
+ * <p>All state is guarded by one lock. Every locked section records what it decided in an
+ * {@link Effects}, and {@link #apply} carries that out after the lock is released: nothing slow
+ * (launching, stopping, calling out) ever happens under the lock.
  */
 public final class WorkerPool implements AutoCloseable {
     private static final Duration BACKOFF_BASE = Duration.ofMillis(250);
     private static final Duration BACKOFF_MAX = Duration.ofSeconds(30);
     private static final Duration STOP_GRACE = Duration.ofSeconds(3);
+    /** Beyond a stop's own bound (grace, then as long again after SIGKILL), for a loaded machine. */
+    private static final Duration STOP_MARGIN = Duration.ofSeconds(2);
+
+    /**
+     * Stopping blocks (SIGTERM, wait, SIGKILL, wait), so it runs on platform threads: a process
+     * wait on a virtual thread can pin its carrier ({@code Process.waitFor} in JDK 21), and a few
+     * pinned carriers stall every request. Daemon threads, shared by the JVM's pools, never keep
+     * it alive; idle ones end after a minute.
+     */
+    private static final ExecutorService STOPPERS = Executors.newCachedThreadPool(
+            Thread.ofPlatform().daemon().name("valve-stop-", 1).factory());
 
     private final PoolConfig config;
+    private final Scaling scaling;
     private final UpstreamLauncher launcher;
     private final Consumer<String> log;
+    private final LongSupplier nanoTime;
     private final ScheduledExecutorService timer;
 
     private final ReentrantLock lock = new ReentrantLock();
@@ -53,12 +72,13 @@ public final class WorkerPool implements AutoCloseable {
     private final Deque<Member> idle = new ArrayDeque<>();
     private final Set<Member> busy = new LinkedHashSet<>();
     private final Deque<CompletableFuture<Member>> waiters = new ArrayDeque<>();
+    private final Map<Upstream, Member> admitted = new HashMap<>();
+    private final Backoff backoff;
+    /** Members in the pool, idle or busy; each is counted out exactly once, by {@link #leave}. */
     private int live;
     private int starting;
     private int nextId = 1;
     private boolean closed;
-    private int consecutiveFailures;
-    private long launchNotBefore;
     private boolean retryScheduled;
     private long startedCount;
     private long failedCount;
@@ -66,28 +86,51 @@ public final class WorkerPool implements AutoCloseable {
     /** Bookkeeping for one ready upstream; guarded by the pool's lock. */
     static final class Member {
         final Upstream upstream;
-        /** Launched by this pool (and so reaped by it), rather than admitted from outside. */
+        /** Launched by this pool (and so reaped and stopped by it), rather than admitted. */
         final boolean launched;
+        /** Tells an admitted upstream's owner that a request on it failed; null when launched. */
+        final Runnable onFailure;
         long idleSince;
         long requests;
         int inFlight;
         int maxInFlight;
+        /** Out of the pool: never parked, handed out or counted again. */
         boolean gone;
         boolean retiring;
 
-        Member(Upstream upstream, boolean launched) {
+        Member(Upstream upstream, boolean launched, Runnable onFailure) {
             this.upstream = upstream;
             this.launched = launched;
+            this.onFailure = onFailure;
         }
     }
 
-    private final Map<Upstream, Member> admitted = new HashMap<>();
+    /** What a locked section decided; carried out by {@link #apply} once the lock is released. */
+    private static final class Effects {
+        int firstId;
+        int launches;
+        /** New members whose process exit must be watched. */
+        final List<Member> watch = new ArrayList<>(1);
+        final List<Stop> stops = new ArrayList<>(1);
+        final List<Runnable> failures = new ArrayList<>(1);
+    }
+
+    private record Stop(Upstream upstream, String why) {
+    }
 
     /** @param launcher starts upstreams on demand; null when upstreams are only {@link #admit admitted} */
     public WorkerPool(PoolConfig config, UpstreamLauncher launcher, Consumer<String> log) {
+        this(config, launcher, log, System::nanoTime);
+    }
+
+    /** @param nanoTime the clock for idle ages and backoff, so tests can move it */
+    WorkerPool(PoolConfig config, UpstreamLauncher launcher, Consumer<String> log, LongSupplier nanoTime) {
         this.config = config;
+        this.scaling = new Scaling(config.nMin(), config.nMax());
         this.launcher = launcher;
         this.log = log;
+        this.nanoTime = nanoTime;
+        this.backoff = new Backoff(BACKOFF_BASE, BACKOFF_MAX, nanoTime);
         this.timer = Executors.newSingleThreadScheduledExecutor(r -> {
             Thread t = new Thread(r, "valve-pool-timer");
             t.setDaemon(true);
@@ -102,14 +145,8 @@ public final class WorkerPool implements AutoCloseable {
      * as one of them fails, so a broken API is reported at once instead of after every attempt.
      */
     public CompletableFuture<Void> start() {
-        int count;
-        lock.lock();
-        try {
-            count = planLaunches();
-        } finally {
-            lock.unlock();
-        }
-        List<CompletableFuture<Upstream>> launches = launch(count);
+        List<CompletableFuture<Upstream>> launches = update(effects -> {
+        });
         CompletableFuture<Void> ready = new CompletableFuture<>();
         for (CompletableFuture<Upstream> launch : launches) {
             launch.whenComplete((upstream, error) -> {
@@ -139,35 +176,52 @@ public final class WorkerPool implements AutoCloseable {
     }
 
     /**
-     * Leases an upstream, waiting in FIFO order for up to {@code queueTimeout}.
+     * Leases an upstream, waiting in FIFO order for up to {@code queueTimeout}. A thread
+     * interrupted while it waits (or before) leaves the queue, keeps its interrupt and gets
+     * {@link Reason#CLOSED}: that is how a request whose client went away is dropped.
      *
      * @throws PoolException when the queue is full, the wait timed out, no upstream can be
-     *                       started, or the pool is closing
+     *                       started, the pool is closing, or the thread was interrupted
      */
     public Lease acquire() throws PoolException {
         CompletableFuture<Member> waiter = new CompletableFuture<>();
-        int toLaunch;
+        Effects effects = new Effects();
+        Member member = null;
+        PoolException refusal = null;
         lock.lock();
         try {
             if (closed) {
-                throw new PoolException(Reason.CLOSED, "the server is shutting down");
+                refusal = new PoolException(Reason.CLOSED, "the server is shutting down");
+            } else {
+                member = waiters.isEmpty() ? takeIdle() : null;
+                if (member != null) {
+                    markBusy(member);
+                } else if (waiters.size() >= config.queueMax()) {
+                    refusal = new PoolException(Reason.QUEUE_FULL,
+                            "all workers are busy and " + waiters.size() + " requests are waiting");
+                } else {
+                    waiters.addLast(waiter);
+                }
+                planLaunches(effects);
             }
-            if (waiters.isEmpty() && !idle.isEmpty()) {
-                Member member = idle.pollFirst();
-                markBusy(member);
-                return new Lease(this, member);
-            }
-            if (waiters.size() >= config.queueMax()) {
-                throw new PoolException(Reason.QUEUE_FULL,
-                        "all workers are busy and " + waiters.size() + " requests are waiting");
-            }
-            waiters.addLast(waiter);
-            toLaunch = planLaunches();
         } finally {
             lock.unlock();
         }
-        launch(toLaunch);
-        return new Lease(this, await(waiter));
+        apply(effects);
+        if (refusal != null) {
+            throw refusal;
+        }
+        return new Lease(this, member != null ? member : await(waiter));
+    }
+
+    /** The most recently used idle member still alive; dead ones met on the way leave. Lock held. */
+    private Member takeIdle() {
+        Member member;
+        while ((member = idle.pollFirst()) != null && !isAlive(member)) {
+            // Its exit callback has not run yet; it will find the member gone.
+            died(member);
+        }
+        return member;
     }
 
     private Member await(CompletableFuture<Member> waiter) throws PoolException {
@@ -190,12 +244,21 @@ public final class WorkerPool implements AutoCloseable {
             } finally {
                 lock.unlock();
             }
-            // Completed while we were giving up: the hand-off happened, so the lease is ours.
+            // Completed while we were giving up: the hand-off happened.
+            Member member;
             try {
-                return waiter.join();
+                member = waiter.join();
             } catch (CompletionException ce) {
                 throw asPoolException(ce.getCause());
             }
+            if (interrupted) {
+                // Nobody will use it: it goes on to the next waiter, and the caller learns as
+                // in any other abandonment.
+                giveBack(member, false);
+                Thread.currentThread().interrupt();
+                throw new PoolException(Reason.CLOSED, "the request was abandoned");
+            }
+            return member;
         }
     }
 
@@ -207,61 +270,63 @@ public final class WorkerPool implements AutoCloseable {
 
     /** Called once per lease by {@link Lease}. */
     void giveBack(Member member, boolean discard) {
-        Upstream toStop = null;
-        int toLaunch;
-        lock.lock();
-        try {
+        update(effects -> {
             member.inFlight--;
             busy.remove(member);
-            if (discard || member.gone || member.retiring || !member.upstream.isAlive()) {
-                if (!member.gone) {
-                    member.gone = true;
-                    live--;
-                }
-                admitted.remove(member.upstream);
-                if (discard || !member.retiring) {
-                    toStop = member.upstream;
-                }
-            } else {
-                consecutiveFailures = 0;
-                if (closed) {
-                    idle.addFirst(member);
-                } else {
-                    handOff(member);
-                }
+            // A gone member is already out: its process exited, or close() took it.
+            if (!member.gone) {
+                takeBack(member, discard, effects);
             }
             if (busy.isEmpty()) {
                 allIdle.signalAll();
             }
-            toLaunch = planLaunches();
-        } finally {
-            lock.unlock();
-        }
-        if (toStop != null) {
-            stopLater(toStop, "discarded after a failed request");
-        }
-        launch(toLaunch);
+        });
     }
 
-    private void onDeath(Member member) {
-        int toLaunch;
-        lock.lock();
-        try {
-            if (member.gone) {
-                return;
+    private void takeBack(Member member, boolean discard, Effects effects) {
+        if (!isAlive(member)) {
+            died(member);
+        } else if (discard) {
+            leave(member);
+            if (member.launched) {
+                effects.stops.add(new Stop(member.upstream, "discarded after a failed request"));
+            } else {
+                effects.failures.add(member.onFailure);
             }
-            member.gone = true;
-            live--;
-            idle.remove(member);
-            if (!closed) {
-                recordFailure();
-                log.accept(member.upstream.name() + " (pid " + member.upstream.pid() + ") exited");
-            }
-            toLaunch = planLaunches();
-        } finally {
-            lock.unlock();
+        } else if (member.retiring) {
+            leave(member);
+        } else {
+            backoff.success();
+            handOff(member);
         }
-        launch(toLaunch);
+    }
+
+    /** The exit callback of a member's process. */
+    private void exited(Member member) {
+        update(effects -> {
+            if (!member.gone) {
+                died(member);
+            }
+        });
+    }
+
+    /** A member's process exited on its own. Lock held. */
+    private void died(Member member) {
+        leave(member);
+        idle.remove(member);
+        if (!closed) {
+            backoff.failure();
+            log.accept(member.upstream.name() + " (pid " + pid(member.upstream) + ") exited");
+        }
+    }
+
+    /** Takes a member out of the pool's counts; the only place {@code live} goes down. Lock held. */
+    private void leave(Member member) {
+        member.gone = true;
+        live--;
+        if (!member.launched) {
+            admitted.remove(member.upstream, member);
+        }
     }
 
     /** Gives a ready upstream to the longest waiter, or parks it as idle. Lock held. */
@@ -271,7 +336,7 @@ public final class WorkerPool implements AutoCloseable {
             markBusy(member);
             waiter.complete(member);
         } else {
-            member.idleSince = System.nanoTime();
+            member.idleSince = nanoTime.getAsLong();
             idle.addFirst(member);
         }
     }
@@ -283,60 +348,79 @@ public final class WorkerPool implements AutoCloseable {
         member.maxInFlight = Math.max(member.maxInFlight, member.inFlight);
     }
 
+    private static boolean isAlive(Member member) {
+        return member.upstream.process().map(ManagedProcess::isAlive).orElse(true);
+    }
+
+    private static long pid(Upstream upstream) {
+        return upstream.process().map(ManagedProcess::pid).orElse(-1L);
+    }
+
     /**
-     * Decides how many upstreams to launch now and counts them as starting. Lock held; the caller
-     * calls {@link #launch(int)} with the result after unlocking.
+     * Runs one locked section, plans launches after it, and applies what both decided once the
+     * lock is released. Returns the launches, which complete after the pool took them in.
      */
-    private int planLaunches() {
+    private List<CompletableFuture<Upstream>> update(Consumer<Effects> change) {
+        Effects effects = new Effects();
+        lock.lock();
+        try {
+            change.accept(effects);
+            planLaunches(effects);
+        } finally {
+            lock.unlock();
+        }
+        return apply(effects);
+    }
+
+    /** Counts the launches {@link Scaling} and {@link Backoff} allow now as starting. Lock held. */
+    private void planLaunches(Effects effects) {
         if (closed || launcher == null) {
-            return 0;
+            return;
         }
-        int coming = live + starting;
-        // One spare when every worker is busy: the next request then finds a worker already
-        // starting instead of waiting a whole R start-up (about half a second) behind the others.
-        int spare = idle.isEmpty() && live > 0 ? 1 : 0;
-        int needed = Math.max(config.nMin() - coming, waiters.size() + spare - starting);
-        int count = Math.min(needed, config.nMax() - coming);
+        int count = scaling.launches(live, starting, waiters.size(), idle.size());
         if (count <= 0) {
-            return 0;
+            return;
         }
-        long wait = launchNotBefore - System.nanoTime();
+        long wait = backoff.remaining();
         if (wait > 0) {
             if (!retryScheduled) {
                 retryScheduled = true;
                 timer.schedule(this::retryLaunches, wait, TimeUnit.NANOSECONDS);
             }
-            return 0;
+            return;
         }
         starting += count;
-        return count;
+        effects.firstId = nextId;
+        effects.launches = count;
+        nextId += count;
     }
 
     private void retryLaunches() {
-        int toLaunch;
-        lock.lock();
-        try {
-            retryScheduled = false;
-            toLaunch = planLaunches();
-        } finally {
-            lock.unlock();
-        }
-        launch(toLaunch);
+        update(effects -> retryScheduled = false);
     }
 
-    private List<CompletableFuture<Upstream>> launch(int count) {
-        List<CompletableFuture<Upstream>> launches = new ArrayList<>(count);
-        for (int i = 0; i < count; i++) {
-            int id;
-            lock.lock();
+    /** The one place where what a locked section decided happens. Never called with the lock held. */
+    private List<CompletableFuture<Upstream>> apply(Effects effects) {
+        for (Member member : effects.watch) {
+            // Outside the lock: for a process that already exited, the callback runs right here.
+            member.upstream.process().ifPresent(process -> process.onExit(() -> exited(member)));
+        }
+        for (Stop stop : effects.stops) {
+            log.accept("stopping " + stop.upstream().name() + " (pid " + pid(stop.upstream()) + "): " + stop.why());
+            stop(stop.upstream());
+        }
+        for (Runnable failure : effects.failures) {
             try {
-                id = nextId++;
-            } finally {
-                lock.unlock();
+                failure.run();
+            } catch (RuntimeException e) {
+                log.accept("a failure callback failed: " + e);
             }
+        }
+        List<CompletableFuture<Upstream>> launches = new ArrayList<>(effects.launches);
+        for (int i = 0; i < effects.launches; i++) {
             CompletableFuture<Upstream> launch;
             try {
-                launch = launcher.launch(id);
+                launch = launcher.launch(effects.firstId + i);
             } catch (RuntimeException e) {
                 launch = CompletableFuture.failedFuture(e);
             }
@@ -347,46 +431,32 @@ public final class WorkerPool implements AutoCloseable {
     }
 
     private void onLaunched(Upstream upstream, Throwable error) {
-        Upstream toStop = null;
-        int toLaunch;
-        lock.lock();
-        try {
+        update(effects -> {
             starting--;
             if (error != null) {
                 failedCount++;
                 Throwable cause = unwrap(error);
-                recordFailure();
+                backoff.failure();
                 log.accept("a worker failed to start: " + cause.getMessage());
                 if (live == 0 && starting == 0) {
                     failWaiters(new PoolException(Reason.NO_UPSTREAM,
                             "no worker could be started: " + cause.getMessage()));
                 }
             } else if (closed) {
-                toStop = upstream;
+                effects.stops.add(new Stop(upstream, "started after shutdown"));
+            } else if (upstream.process().isPresent() && !upstream.process().get().isAlive()) {
+                // Answered its readiness probe, then died: like a crash, never parked or counted.
+                failedCount++;
+                backoff.failure();
+                log.accept(upstream.name() + " (pid " + pid(upstream) + ") exited right after it became ready");
             } else {
                 startedCount++;
                 live++;
-                Member member = new Member(upstream, true);
-                upstream.onDeath(() -> onDeath(member));
+                Member member = new Member(upstream, true, null);
+                effects.watch.add(member);
                 handOff(member);
             }
-            toLaunch = planLaunches();
-        } finally {
-            lock.unlock();
-        }
-        if (toStop != null) {
-            stopLater(toStop, "started after shutdown");
-        }
-        launch(toLaunch);
-    }
-
-    private void recordFailure() {
-        consecutiveFailures++;
-        long delay = consecutiveFailures <= 1
-                ? 0
-                : Math.min(BACKOFF_MAX.toNanos(),
-                        BACKOFF_BASE.toNanos() << Math.min(consecutiveFailures - 2, 20));
-        launchNotBefore = System.nanoTime() + delay;
+        });
     }
 
     private void failWaiters(PoolException error) {
@@ -396,73 +466,64 @@ public final class WorkerPool implements AutoCloseable {
         }
     }
 
-    /** Stops upstreams idle for longer than {@code maxAge}, oldest first, down to {@code nMin}. */
-    private void reap() {
-        List<Upstream> expired = new ArrayList<>();
-        int toLaunch;
-        lock.lock();
-        try {
-            long cutoff = System.nanoTime() - config.maxAge().toNanos();
+    /** Stops launched upstreams idle for longer than {@code maxAge}, oldest first, down to {@code nMin}. */
+    void reap() {
+        update(effects -> {
+            long cutoff = nanoTime.getAsLong() - config.maxAge().toNanos();
             while (live > config.nMin() && !idle.isEmpty() && idle.peekLast().launched
                     && idle.peekLast().idleSince - cutoff < 0) {
                 Member member = idle.pollLast();
-                member.gone = true;
-                live--;
-                expired.add(member.upstream);
+                leave(member);
+                effects.stops.add(new Stop(member.upstream,
+                        "idle for more than " + config.maxAge().toSeconds() + " s"));
             }
-            toLaunch = planLaunches();
-        } finally {
-            lock.unlock();
-        }
-        for (Upstream upstream : expired) {
-            stopLater(upstream, "idle for more than " + config.maxAge().toSeconds() + " s");
-        }
-        launch(toLaunch);
+        });
     }
 
-    private void stopLater(Upstream upstream, String why) {
-        log.accept("stopping " + upstream.name() + " (pid " + upstream.pid() + "): " + why);
-        Thread.ofVirtual().name("valve-stop-" + upstream.name()).start(() -> upstream.stop(STOP_GRACE));
+    /** Stops a launched upstream's process on a platform thread; nothing to do for others. */
+    private Future<?> stop(Upstream upstream) {
+        return upstream.process().<Future<?>>map(process -> STOPPERS.submit(() -> {
+            try {
+                process.stop(STOP_GRACE);
+            } catch (RuntimeException e) {
+                log.accept("stopping " + upstream.name() + " failed: " + e);
+            }
+        })).orElse(CompletableFuture.completedFuture(null));
     }
 
     /**
-     * Adds an upstream that is managed from outside (a remote pod): it takes requests at once and
-     * is never reaped; it leaves through {@link #retire(Upstream)} or when a request on it fails.
+     * Adds an upstream managed from outside (a remote pod): it takes requests at once and is
+     * never reaped or stopped by the pool; it leaves through {@link #retire(Upstream)}, when its
+     * process (if it has one) exits, or when a request on it fails, and then the pool runs
+     * {@code onFailure} so its owner can act.
      */
-    public void admit(Upstream upstream) {
-        lock.lock();
-        try {
+    public void admit(Upstream upstream, Runnable onFailure) {
+        update(effects -> {
             if (closed || admitted.containsKey(upstream)) {
                 return;
             }
-            Member member = new Member(upstream, false);
+            Member member = new Member(upstream, false, onFailure);
             admitted.put(upstream, member);
             live++;
             startedCount++;
+            effects.watch.add(member);
             handOff(member);
-        } finally {
-            lock.unlock();
-        }
+        });
     }
 
     /** Removes an admitted upstream: at once when idle, after its request when busy. */
     public void retire(Upstream upstream) {
-        lock.lock();
-        try {
+        update(effects -> {
             Member member = admitted.get(upstream);
             if (member == null || member.gone) {
                 return;
             }
             if (idle.remove(member)) {
-                member.gone = true;
-                live--;
-                admitted.remove(upstream);
+                leave(member);
             } else {
                 member.retiring = true;
             }
-        } finally {
-            lock.unlock();
-        }
+        });
     }
 
     public PoolStatus status() {
@@ -487,56 +548,81 @@ public final class WorkerPool implements AutoCloseable {
 
     private static PoolStatus.UpstreamStatus describe(Member member, boolean busy) {
         Upstream upstream = member.upstream;
-        return new PoolStatus.UpstreamStatus(upstream.name(), upstream.pid(), upstream.port(), busy,
+        return new PoolStatus.UpstreamStatus(upstream.name(), pid(upstream), upstream.port(), busy,
                 member.requests, member.maxInFlight);
     }
 
     /**
      * Refuses new requests, lets in-flight ones finish for up to {@code grace}, then stops every
-     * upstream and waits for them to exit.
+     * launched upstream and waits a bounded time for them to exit. Interrupted, it stops waiting
+     * for requests and for exits, but still stops everything, and keeps the interrupt.
      */
     public void close(Duration grace) {
-        List<Upstream> all = new ArrayList<>();
+        List<Member> members = new ArrayList<>();
+        boolean interrupted = false;
         lock.lock();
         try {
             if (!closed) {
                 closed = true;
                 failWaiters(new PoolException(Reason.CLOSED, "the server is shutting down"));
             }
-            long remaining = grace.toNanos();
-            while (!busy.isEmpty() && remaining > 0) {
-                remaining = allIdle.awaitNanos(remaining);
+            try {
+                long remaining = grace.toNanos();
+                while (!busy.isEmpty() && remaining > 0) {
+                    remaining = allIdle.awaitNanos(remaining);
+                }
+            } catch (InterruptedException e) {
+                interrupted = true;
             }
             for (Member member : idle) {
-                member.gone = true;
-                all.add(member.upstream);
+                members.add(member);
             }
             for (Member member : busy) {
-                member.gone = true;
-                all.add(member.upstream);
+                if (!member.gone) {
+                    members.add(member);
+                }
             }
+            members.forEach(this::leave);
             idle.clear();
-            live = 0;
-        } catch (InterruptedException e) {
-            Thread.currentThread().interrupt();
+            busy.clear();
+            allIdle.signalAll();
         } finally {
             lock.unlock();
         }
+        if (interrupted) {
+            Thread.currentThread().interrupt();
+        }
         timer.shutdownNow();
-        List<Thread> stoppers = new ArrayList<>();
-        for (Upstream upstream : all) {
-            stoppers.add(Thread.ofVirtual().start(() -> upstream.stop(STOP_GRACE)));
+        List<Future<?>> stops = new ArrayList<>();
+        for (Member member : members) {
+            if (member.launched) {
+                stops.add(stop(member.upstream));
+            }
         }
         if (launcher != null) {
             launcher.close();
         }
-        for (Thread stopper : stoppers) {
+        awaitStops(stops);
+    }
+
+    private void awaitStops(List<Future<?>> stops) {
+        // Real time, whatever clock the pool was given for ages and backoff.
+        long deadline = System.nanoTime() + STOP_GRACE.multipliedBy(2).plus(STOP_MARGIN).toNanos();
+        int unfinished = 0;
+        for (Future<?> stop : stops) {
             try {
-                stopper.join();
-            } catch (InterruptedException e) {
-                Thread.currentThread().interrupt();
-                return;
+                stop.get(Math.max(0, deadline - System.nanoTime()), TimeUnit.NANOSECONDS);
+            } catch (TimeoutException | InterruptedException e) {
+                unfinished++;
+                if (e instanceof InterruptedException) {
+                    Thread.currentThread().interrupt();
+                }
+            } catch (ExecutionException e) {
+                // Logged by the stop itself.
             }
+        }
+        if (unfinished > 0) {
+            log.accept(unfinished + " worker(s) had not exited when the pool closed; not waiting longer");
         }
     }
 

@@ -123,9 +123,9 @@ public final class ServiceDiscovery implements AutoCloseable {
     private void admit(InetAddress address) {
         List<RemoteUpstream> slots = new ArrayList<>(settings.perPod());
         for (int slot = 1; slot <= settings.perPod(); slot++) {
-            RemoteUpstream upstream = new RemoteUpstream(address, settings.port(), slot, settings.perPod(), this::failed);
+            RemoteUpstream upstream = new RemoteUpstream(address, settings.port(), slot, settings.perPod());
             slots.add(upstream);
-            pool.admit(upstream);
+            pool.admit(upstream, () -> failed(upstream));
         }
         pods.put(address, slots);
         log.add("valve", "pod " + address.getHostAddress() + ":" + settings.port() + " joined ("

@@ -27,4 +27,11 @@ public final class Await {
             }
         }
     }
+
+    /** Joins a thread the test started; one that does not end is a hang, reported as a failure. */
+    public static void joined(Thread thread) throws InterruptedException {
+        if (!thread.join(DEADLINE)) {
+            throw new AssertionError("timed out waiting for " + thread + " to end");
+        }
+    }
 }

@@ -17,6 +17,8 @@ public final class StubLauncher implements UpstreamLauncher {
     public final AtomicInteger attempts = new AtomicInteger();
     /** Workers start fine, then crash a moment later: a crash loop at run time. */
     public final AtomicBoolean crashSoonAfterStart = new AtomicBoolean();
+    /** How many of the next launches pass their readiness probe and die before the pool takes them. */
+    public final AtomicInteger dieOnArrival = new AtomicInteger();
     private final Map<StubWorker, CompletableFuture<Upstream>> held = new ConcurrentHashMap<>();
     private volatile boolean holding;
 
@@ -34,6 +36,9 @@ public final class StubLauncher implements UpstreamLauncher {
             throw new UncheckedIOException(e);
         }
         launched.add(worker);
+        if (dieOnArrival.getAndUpdate(n -> Math.max(0, n - 1)) > 0) {
+            worker.crash();
+        }
         if (crashSoonAfterStart.get()) {
             Thread.ofVirtual().start(() -> {
                 try {

@@ -15,6 +15,7 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
+import java.util.Optional;
 import java.util.Queue;
 import java.util.concurrent.ConcurrentLinkedQueue;
 import java.util.concurrent.CountDownLatch;
@@ -30,7 +31,7 @@ import java.util.zip.CRC32;
  * {@code /status?code=N}, {@code /die} (crashes mid-request), {@code /die-mid-body},
  * {@code /bad-header} (a header name with a space, which no client may accept).
  */
-public final class StubWorker implements Upstream {
+public final class StubWorker implements Upstream, ManagedProcess {
     /** What the worker received. Header names are lower case. */
     public record Received(String method, String target, Map<String, List<String>> headers,
                            long bodyLength, long bodyCrc) {
@@ -44,7 +45,7 @@ public final class StubWorker implements Upstream {
     private final String name;
     private final ServerSocket server;
     private final AtomicBoolean alive = new AtomicBoolean(true);
-    private final List<Runnable> deathCallbacks = new CopyOnWriteArrayList<>();
+    private final List<Runnable> exitCallbacks = new CopyOnWriteArrayList<>();
     private final List<Socket> open = new CopyOnWriteArrayList<>();
 
     public StubWorker(int id) throws IOException {
@@ -69,6 +70,12 @@ public final class StubWorker implements Upstream {
     }
 
     @Override
+    public Optional<ManagedProcess> process() {
+        return Optional.of(this);
+    }
+
+    /** There is no process: status shows what it shows for a pod. */
+    @Override
     public long pid() {
         return -1;
     }
@@ -79,19 +86,31 @@ public final class StubWorker implements Upstream {
     }
 
     @Override
-    public void onDeath(Runnable callback) {
-        deathCallbacks.add(callback);
+    public void onExit(Runnable callback) {
+        // Like Process.onExit().thenRun(): for a worker already dead, the callback runs at once.
+        exitCallbacks.add(callback);
+        if (!alive.get()) {
+            runExitCallbacks();
+        }
     }
 
     @Override
     public void stop(Duration grace) {
-        shutDown();
+        if (shutDown()) {
+            runExitCallbacks();
+        }
     }
 
-    /** Dies like a killed process: every connection drops and the pool is told. */
+    /** Dies like a killed process: every connection drops and whoever watches it is told. */
     public void crash() {
-        if (shutDown()) {
-            deathCallbacks.forEach(Runnable::run);
+        stop(Duration.ZERO);
+    }
+
+    private void runExitCallbacks() {
+        for (Runnable callback : exitCallbacks) {
+            if (exitCallbacks.remove(callback)) {
+                callback.run();
+            }
         }
     }
 

@@ -2,10 +2,16 @@ package dev.valve.pool;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertInstanceOf;
 import static org.junit.jupiter.api.Assertions.assertSame;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.OutputStream;
+import java.net.Socket;
+import java.nio.charset.StandardCharsets;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
@@ -14,7 +20,10 @@ import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.atomic.AtomicLong;
+import java.util.concurrent.atomic.AtomicReference;
 
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
@@ -27,6 +36,13 @@ class WorkerPoolTest {
     private WorkerPool pool(int nMin, int nMax, Duration maxAge, int queueMax, Duration queueTimeout) {
         pool = new WorkerPool(new PoolConfig(nMin, nMax, maxAge, Duration.ofMillis(20), queueMax, queueTimeout),
                 launcher, events::add);
+        return pool;
+    }
+
+    /** With the pool's clock for idle ages and backoff in the test's hands. */
+    private WorkerPool pool(int nMin, int nMax, AtomicLong clock) {
+        pool = new WorkerPool(new PoolConfig(nMin, nMax, Duration.ofMinutes(5), Duration.ofMillis(20), 1000,
+                Duration.ofSeconds(30)), launcher, events::add, clock::get);
         return pool;
     }
 
@@ -76,7 +92,6 @@ class WorkerPoolTest {
         }
         assertEquals(1, worst.get(), "an upstream had two leases at once");
         assertEquals(2, overallWorst.get(), "both upstreams should have been used at once");
-        pool.status().upstreams().forEach(u -> assertEquals(1, u.maxInFlight()));
         assertEquals(40, pool.status().upstreams().stream().mapToLong(PoolStatus.UpstreamStatus::requests).sum());
     }
 
@@ -123,8 +138,9 @@ class WorkerPoolTest {
     @Test
     void scalesUpOnePerWaiterButNeverAboveNMax() throws Exception {
         pool(1, 4).start().get(10, TimeUnit.SECONDS);
-        Lease held = pool.acquire();
+        // Held from here, so the spare started by the next line stays starting too.
         launcher.hold();
+        Lease held = pool.acquire();
         List<Thread> waiters = new ArrayList<>();
         for (int i = 0; i < 6; i++) {
             waiters.add(Thread.ofVirtual().start(() -> {
@@ -139,7 +155,8 @@ class WorkerPoolTest {
         }
         Await.until("six requests wait", () -> pool.status().queued() == 6);
         assertEquals(3, pool.status().starting(), "one launch per waiter, capped at n_max");
-        assertEquals(4, launcher.launched.size());
+        // Counted as starting under the pool's lock, handed to the launcher just after it.
+        Await.until("the launcher got the launches", () -> launcher.launched.size() == 4);
         launcher.releaseHeld();
         for (Thread waiter : waiters) {
             waiter.join();
@@ -240,51 +257,119 @@ class WorkerPoolTest {
 
     @Test
     void repeatedLaunchFailuresBackOffInsteadOfSpinning() throws Exception {
+        AtomicLong clock = new AtomicLong();
+        pool(1, 2, clock);
         launcher.failing.set(true);
-        pool(1, 2).start();
-        Thread.sleep(1500);
-        // Without backoff this would be thousands; with it: 0, 0.25, 0.5, 1 s delays.
-        int attempts = launcher.attempts.get();
-        assertTrue(attempts >= 2 && attempts <= 8, "launch attempts in 1.5 s: " + attempts);
+        pool.start();
+        // The pool's clock stands still between steps, so every launch below is the one it allows.
+        Await.until("the first failure is retried at once", () -> launcher.attempts.get() >= 2);
+        assertEquals(2, launcher.attempts.get(), "the second failure waits");
+        clock.addAndGet(Duration.ofMillis(250).toNanos());
+        Await.until("a retry after 250 ms", () -> launcher.attempts.get() >= 3);
+        assertEquals(3, launcher.attempts.get(), "the third failure waits");
+        clock.addAndGet(Duration.ofMillis(500).toNanos());
+        Await.until("a retry after 500 ms more", () -> launcher.attempts.get() >= 4);
+        assertEquals(4, launcher.attempts.get(), "the fourth failure waits");
         launcher.failing.set(false);
+        clock.addAndGet(Duration.ofSeconds(1).toNanos());
         Await.until("the pool recovers once launches work", () -> pool.status().idle() == 1);
+        assertEquals(5, launcher.attempts.get());
     }
 
     @Test
     void workersThatKeepCrashingAreRelaunchedWithBackoff() throws Exception {
-        pool(1, 2).start().get(10, TimeUnit.SECONDS);
+        AtomicLong clock = new AtomicLong();
+        pool(1, 2, clock).start().get(10, TimeUnit.SECONDS);
         launcher.crashSoonAfterStart.set(true);
         launcher.launched.get(0).crash();
-        Thread.sleep(1500);
-        // Each crash counts as a failure: relaunches wait 0, 0.25, 0.5, 1 s... instead of spinning.
-        int attempts = launcher.attempts.get();
-        assertTrue(attempts >= 3 && attempts <= 8, "launches in 1.5 s of crashing: " + attempts);
-        assertTrue(events.stream().anyMatch(e -> e.contains("exited")), events.toString());
+        // Each crash counts as a failure: the first is relaunched at once, the next waits.
+        Await.until("the relaunched worker crashed too", () -> exits() == 2);
+        assertEquals(2, launcher.attempts.get(), "a crash loop waits");
+        clock.addAndGet(Duration.ofMillis(250).toNanos());
+        Await.until("a relaunch after 250 ms, crashed", () -> exits() == 3);
+        assertEquals(3, launcher.attempts.get(), "a crash loop waits");
         launcher.crashSoonAfterStart.set(false);
+        clock.addAndGet(Duration.ofMillis(500).toNanos());
         Await.until("the pool recovers once workers stay up", () -> pool.status().idle() == 1);
+        assertEquals(4, launcher.attempts.get());
+    }
+
+    private long exits() {
+        return events.stream().filter(e -> e.endsWith(" exited")).count();
     }
 
     @Test
-    void admittedUpstreamsServeAreNeverReapedAndDrainWhenRetired() throws Exception {
-        pool = new WorkerPool(new PoolConfig(0, 1, Duration.ofMillis(50), Duration.ofMillis(20), 100,
-                Duration.ofSeconds(30)), null, events::add);
+    void withoutALauncherAdmittedUpstreamsServeAndNothingIsStartedOrStopped() throws Exception {
+        AtomicLong clock = new AtomicLong();
+        pool = new WorkerPool(new PoolConfig(0, 4, Duration.ofMillis(50), Duration.ofMinutes(10), 100,
+                Duration.ofSeconds(30)), null, events::add, clock::get);
         StubWorker a = new StubWorker(1);
         StubWorker b = new StubWorker(2);
-        pool.admit(a);
-        pool.admit(b);
-        Thread.sleep(200);
-        assertEquals(2, pool.status().idle(), "admitted upstreams are not reaped, whatever max_age says");
-        Lease busy = pool.acquire();
-        Upstream other = busy.upstream() == a ? b : a;
-        pool.retire(busy.upstream());
-        pool.retire(other);
-        assertEquals(0, pool.status().idle(), "an idle retired upstream leaves at once");
-        assertEquals(1, pool.status().busy(), "a busy one finishes its request first");
-        busy.release();
-        assertEquals(0, pool.status().upstreams().size());
-        assertTrue(launcher.launched.isEmpty(), "nothing is launched without a launcher");
-        a.stop(Duration.ZERO);
-        b.stop(Duration.ZERO);
+        List<Upstream> failed = new CopyOnWriteArrayList<>();
+        try {
+            pool.admit(a, () -> failed.add(a));
+            pool.admit(b, () -> failed.add(b));
+            Lease first = pool.acquire();
+            Lease second = pool.acquire();
+            assertEquals(200, get(first.upstream(), "/sleep?ms=1"));
+            assertEquals(200, get(second.upstream(), "/sleep?ms=1"));
+            assertEquals(1, a.received.size(), "each admitted upstream took one request");
+            assertEquals(1, b.received.size(), "each admitted upstream took one request");
+
+            // Below n_max with a request waiting: a launcher would be asked now; there is none.
+            AtomicReference<Upstream> servedLater = new AtomicReference<>();
+            Thread waiter = Thread.ofVirtual().start(() -> {
+                try (Lease lease = pool.acquire()) {
+                    servedLater.set(lease.upstream());
+                } catch (PoolException e) {
+                    throw new AssertionError(e);
+                }
+            });
+            Await.until("a request waits", () -> pool.status().queued() == 1);
+            assertEquals(0, pool.status().starting(), "nothing is started without a launcher");
+            first.release();
+            Await.joined(waiter);
+            assertSame(first.upstream(), servedLater.get(), "the freed upstream went to the waiting request");
+            second.release();
+
+            clock.addAndGet(Duration.ofHours(1).toNanos());
+            pool.reap();
+            assertEquals(2, pool.status().idle(), "admitted upstreams are not reaped, whatever their age");
+
+            // A failed request takes an admitted upstream out and tells its owner, who decides.
+            Lease failing = pool.acquire();
+            StubWorker failedWorker = (StubWorker) failing.upstream();
+            failing.discard();
+            assertEquals(List.of(failedWorker), failed);
+            assertTrue(failedWorker.isAlive(), "the pool never stops what it did not launch");
+            assertEquals(1, pool.status().upstreams().size());
+
+            Lease busy = pool.acquire();
+            pool.retire(busy.upstream());
+            assertEquals(1, pool.status().busy(), "a busy retired upstream finishes its request first");
+            busy.release();
+            assertEquals(0, pool.status().upstreams().size());
+            assertEquals(List.of(failedWorker), failed, "retiring is not a failure");
+            assertEquals(2, pool.status().started());
+            assertEquals(0, pool.status().failed());
+        } finally {
+            a.stop(Duration.ZERO);
+            b.stop(Duration.ZERO);
+        }
+    }
+
+    /** Sends one GET straight to an upstream and returns the status code it answered with. */
+    private static int get(Upstream upstream, String target) throws IOException {
+        try (Socket socket = new Socket(upstream.host(), upstream.port())) {
+            socket.setSoTimeout(20_000);
+            socket.getOutputStream().write(("GET " + target + " HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+                    .getBytes(StandardCharsets.US_ASCII));
+            InputStream in = socket.getInputStream();
+            String status = StubWorker.readLine(in);
+            // To the end: the stub counts a request in flight until it closes the connection.
+            in.transferTo(OutputStream.nullOutputStream());
+            return Integer.parseInt(status.split(" ")[1]);
+        }
     }
 
     @Test
@@ -305,5 +390,107 @@ class WorkerPoolTest {
         inFlight.release();
         closer.join();
         assertFalse(worker.isAlive());
+    }
+
+    @Test
+    void aWorkerThatDiesRightAfterItsProbeIsNeverHandedOut() throws Exception {
+        pool(0, 2);
+        launcher.dieOnArrival.set(1);
+        Lease first = pool.acquire();
+        StubWorker dead = launcher.launched.get(0);
+        assertFalse(dead.isAlive());
+        assertTrue(((StubWorker) first.upstream()).isAlive(), "the first request got a dead worker");
+        Lease second = pool.acquire();
+        assertTrue(((StubWorker) second.upstream()).isAlive(), "the second request got a dead worker");
+        PoolStatus status = pool.status();
+        assertTrue(status.upstreams().stream().noneMatch(u -> u.name().equals(dead.name())), status.toString());
+        assertTrue(status.upstreams().size() <= 2, "more upstreams than n_max: " + status);
+        first.release();
+        second.release();
+    }
+
+    @Test
+    void aWorkerThatDiesRightAfterItsProbeIsCountedOnce() throws Exception {
+        pool(0, 1, Duration.ofMillis(50), 1000, Duration.ofSeconds(30));
+        launcher.dieOnArrival.set(1);
+        Lease held = pool.acquire();
+        Await.until("nothing is idle", () -> pool.status().idle() == 0);
+        launcher.hold();
+        Thread waiter = Thread.ofVirtual().start(() -> {
+            try {
+                pool.acquire().release();
+            } catch (PoolException e) {
+                throw new AssertionError(e);
+            }
+        });
+        Await.until("a request waits", () -> pool.status().queued() == 1);
+        assertEquals(0, pool.status().starting(), "n_max is 1 and its one worker is busy: nothing may start");
+        assertEquals(1, launcher.launched.stream().filter(StubWorker::isAlive).count());
+        held.release();
+        Await.joined(waiter);
+    }
+
+    @Test
+    void anInterruptedRequestLeavesTheQueue() throws Exception {
+        pool(1, 1).start().get(10, TimeUnit.SECONDS);
+        Lease held = pool.acquire();
+        AtomicReference<Throwable> outcome = new AtomicReference<>();
+        AtomicBoolean stillInterrupted = new AtomicBoolean();
+        Thread waiter = Thread.ofVirtual().start(() -> {
+            try {
+                pool.acquire().release();
+                outcome.set(new AssertionError("an abandoned request got a worker"));
+            } catch (Throwable e) {
+                stillInterrupted.set(Thread.currentThread().isInterrupted());
+                outcome.set(e);
+            }
+        });
+        Await.until("the request waits", () -> pool.status().queued() == 1);
+        waiter.interrupt();
+        Await.joined(waiter);
+        PoolException abandoned = assertInstanceOf(PoolException.class, outcome.get());
+        assertEquals(PoolException.Reason.CLOSED, abandoned.reason());
+        assertEquals("the request was abandoned", abandoned.getMessage());
+        assertTrue(stillInterrupted.get(), "the interrupt is kept for the caller");
+        assertEquals(0, pool.status().queued());
+        held.release();
+        assertEquals(1, pool.status().idle(), "the freed worker went to nobody");
+
+        // A thread interrupted before it has to wait never joins the queue.
+        Lease again = pool.acquire();
+        Thread.currentThread().interrupt();
+        try {
+            PoolException early = assertThrows(PoolException.class, pool::acquire);
+            assertEquals(PoolException.Reason.CLOSED, early.reason());
+            assertEquals("the request was abandoned", early.getMessage());
+        } finally {
+            assertTrue(Thread.interrupted(), "the interrupt is kept for the caller");
+        }
+        assertEquals(0, pool.status().queued());
+        again.release();
+        pool.acquire().release();
+    }
+
+    @Test
+    void closeInterruptedDuringItsGraceStillStopsEveryWorker() throws Exception {
+        pool(1, 2).start().get(10, TimeUnit.SECONDS);
+        Lease inFlight = pool.acquire();
+        Await.until("a spare is ready", () -> pool.status().idle() == 1);
+        Thread closer = Thread.ofPlatform().start(() -> pool.close(Duration.ofMinutes(10)));
+        Await.until("the pool refuses requests", () -> refused(PoolException.Reason.CLOSED));
+        closer.interrupt();
+        Await.joined(closer);
+        Await.until("every worker is stopped", () -> launcher.launched.stream().noneMatch(StubWorker::isAlive));
+        assertEquals(2, launcher.launched.size());
+        inFlight.release();
+    }
+
+    private boolean refused(PoolException.Reason reason) {
+        try {
+            pool.acquire().release();
+            return false;
+        } catch (PoolException e) {
+            return e.reason() == reason;
+        }
     }
 }
