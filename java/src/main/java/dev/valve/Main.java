@@ -264,7 +264,7 @@ public final class Main {
                     option.fallback() == null ? "" : ", default " + option.fallback()));
         }
         text.append("""
-                      --help                   this text
+                      --help (or -h alone) this text
 
                 Exit status: 0 stopped by SIGTERM/SIGINT, 2 bad option, 3 cannot listen, 4 workers failed to start.
                 """);
