@@ -106,41 +106,28 @@ check_api_dir <- function(dir, call) {
   normalizePath(dir, mustWork = TRUE)
 }
 
-# How the engine spawns one worker: this session's own Rscript and library paths, so workers run
-# the same R and packages as the user. Objects a worker needs (pr_run() arguments, an api
-# function) travel as RDS files in this session's temporary directory.
+# What the workers serve and with which R: this session's own Rscript and library paths, so
+# workers run the same R and packages as the user. The engine knows how to start a worker
+# (dev.valve.worker.WorkerProtocol). Objects a worker needs (pr_run() arguments, an api
+# function) travel as RDS files in this session's temporary directory; the engine deletes them
+# when it stops.
 worker_spec <- function(source, run_args) {
-  environment <- list(
-    VALVE_MODE = source$mode,
-    R_LIBS = paste(.libPaths(), collapse = .Platform$path.sep)
-  )
   save_rds <- function(object, prefix) {
     path <- tempfile(prefix, fileext = ".rds")
     saveRDS(object, path)
     path
   }
-  if (length(run_args) > 0) environment$VALVE_RUN_ARGS <- save_rds(run_args, "valve-run-args-")
-  directory <- switch(source$mode,
-    file = {
-      environment$VALVE_PLUMBER_FILE <- source$file
-      dirname(source$file)
-    },
-    dir = {
-      environment$VALVE_DIR <- source$dir
-      source$dir
-    },
-    api = {
-      environment$VALVE_API_FILE <- save_rds(source$api, "valve-api-")
-      getwd()
-    }
-  )
   list(
-    command = c(
-      file.path(R.home("bin"), "Rscript"), "--no-echo", "--no-restore",
-      system.file("worker", "worker.R", package = "valve", mustWork = TRUE)
+    mode = source$mode,
+    path = switch(source$mode,
+      file = source$file,
+      dir = source$dir,
+      api = save_rds(source$api, "valve-api-")
     ),
-    environment = environment,
-    directory = directory
+    rscript = file.path(R.home("bin"), "Rscript"),
+    lib_paths = as.list(.libPaths()),
+    run_args = if (length(run_args) > 0) save_rds(run_args, "valve-run-args-"),
+    directory = if (source$mode == "api") getwd()
   )
 }
 

@@ -1,11 +1,13 @@
 # One valve worker: serves a plumber API on 127.0.0.1:$VALVE_PORT until told to stop or until
-# the process that started it is gone. Started by the engine with Rscript; never sourced.
+# the process that started it is gone. Started by the engine with Rscript; never sourced. The
+# engine's side of this protocol is dev.valve.worker.WorkerProtocol.
 #
-# VALVE_MODE says where the API comes from:
-#   file  plumber::plumb(VALVE_PLUMBER_FILE)
-#   dir   plumber::plumb(dir = VALVE_DIR): its entrypoint.R either returns a router or, as with
-#         Faucet, starts the server itself on the port in VALVE_PORT / FAUCET_PORT / PLUMBER_PORT
-#   api   the function saved in VALVE_API_FILE, called to build the router
+# VALVE_MODE says what VALVE_PATH is:
+#   file  a plumber file: plumber::plumb(file)
+#   dir   a directory: plumber::plumb(dir =); its entrypoint.R either returns a router or, as
+#         with Faucet, starts the server itself on the port in VALVE_PORT / FAUCET_PORT / PLUMBER_PORT
+#   api   an RDS file holding a function, called to build the router
+# VALVE_RUN_ARGS, if set, is an RDS file holding a list of arguments for pr_run().
 local({
   env <- function(name) {
     value <- Sys.getenv(name)
@@ -14,7 +16,8 @@ local({
   }
   port <- as.integer(env("VALVE_PORT"))
   parent <- as.integer(env("VALVE_PARENT_PID"))
-  mode <- Sys.getenv("VALVE_MODE", "file")
+  mode <- env("VALVE_MODE")
+  path <- env("VALVE_PATH")
   run_args_file <- Sys.getenv("VALVE_RUN_ARGS")
   run_args <- if (nzchar(run_args_file)) readRDS(run_args_file) else list()
 
@@ -57,15 +60,19 @@ local({
   })
   plumber::Plumber$set("public", "call", call, overwrite = TRUE)
 
+  # As in an interactive session that ran library(plumber): API files often call plumber's
+  # exports unqualified (%>%, as_attachment(), ...), at plumb time or in endpoints.
+  suppressPackageStartupMessages(library(plumber))
+
   # Every convention for telling an API its port.
   Sys.setenv(FAUCET_PORT = port, PLUMBER_PORT = port)
   options(plumber.port = port)
 
   api <- switch(mode,
-    file = plumber::plumb(env("VALVE_PLUMBER_FILE")),
-    dir = plumber::plumb(dir = env("VALVE_DIR")),
+    file = plumber::plumb(path),
+    dir = plumber::plumb(dir = path),
     api = {
-      router <- readRDS(env("VALVE_API_FILE"))()
+      router <- readRDS(path)()
       if (!inherits(router, "Plumber")) {
         stop("valve worker: `api` must return a plumber router (from plumber::pr()), not ",
              paste(class(router), collapse = "/"), call. = FALSE)

@@ -1,10 +1,7 @@
 package dev.valve;
 
 import java.io.PrintStream;
-import java.net.URISyntaxException;
-import java.nio.file.Files;
 import java.nio.file.Path;
-import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
@@ -12,6 +9,8 @@ import java.util.Map;
 import java.util.concurrent.CountDownLatch;
 
 import dev.valve.log.LogSink;
+import dev.valve.worker.WorkerProtocol;
+import dev.valve.worker.WorkerSpec;
 
 /**
  * The command line, for containers and shells: {@code java -jar valve-engine.jar [options]} or
@@ -34,28 +33,34 @@ public final class Main {
 
     /** One option: its flags, its environment variable, its default, and what it means. */
     private record Option(String name, String shortFlag, String env, String fallback, String help) {
+        /** An option whose default is {@link ValveConfig}'s, under the same name in snake_case. */
+        static Option engine(String name, String shortFlag, String help) {
+            String env = "VALVE_" + name.toUpperCase(Locale.ROOT).replace('-', '_');
+            return new Option(name, shortFlag, env, ValveConfig.number(ValveConfig.defaultOf(name.replace('-', '_'))),
+                    help);
+        }
     }
 
     private static final List<Option> OPTIONS = List.of(
-            new Option("host", "-h", "VALVE_HOST", "127.0.0.1", "address to listen on (0.0.0.0: every interface)"),
-            new Option("port", "-p", "VALVE_PORT", "3000", "port to listen on (also read from PORT)"),
+            Option.engine("host", "-h", "address to listen on (0.0.0.0: every interface)"),
+            Option.engine("port", "-p", "port to listen on (also read from PORT)"),
             new Option("file", "-f", "VALVE_FILE", "plumber.R", "plumber file each worker runs"),
             new Option("dir", null, "VALVE_DIR", null, "directory with entrypoint.R or plumber.R (instead of --file)"),
             new Option("service-url", null, "VALVE_SERVICE_URL", null,
                     "http://name:port of a headless service: its pods are the workers (instead of --file)"),
-            new Option("per-pod", null, "VALVE_PER_POD", "1", "requests one pod may have in flight at once"),
-            new Option("resolve-interval", null, "VALVE_RESOLVE_INTERVAL", "5", "seconds between look-ups of --service-url"),
-            new Option("n-max", "-n", "VALVE_N_MAX", "3", "most workers at once"),
-            new Option("n-min", null, "VALVE_N_MIN", "1", "workers kept running when idle"),
-            new Option("check-unused", null, "VALVE_CHECK_UNUSED", "10", "seconds between checks for idle workers"),
-            new Option("max-age", null, "VALVE_MAX_AGE", "300", "seconds a worker may stay idle before it stops"),
-            new Option("queue-max", null, "VALVE_QUEUE_MAX", "1000", "most requests waiting for a worker (then 503)"),
-            new Option("queue-timeout", null, "VALVE_QUEUE_TIMEOUT", "60", "seconds a request may wait (then 503)"),
-            new Option("request-timeout", null, "VALVE_REQUEST_TIMEOUT", "300", "seconds a worker may stay silent (then 504)"),
-            new Option("startup-timeout", null, "VALVE_STARTUP_TIMEOUT", "60", "seconds a worker may take to start"),
-            new Option("max-body-size", null, "VALVE_MAX_BODY_SIZE", "268435456", "largest request body in bytes (then 413)"),
-            new Option("client-timeout", null, "VALVE_CLIENT_TIMEOUT", "30", "seconds a client may stay silent"),
-            new Option("rscript", null, "VALVE_RSCRIPT", "Rscript", "the Rscript that runs workers"),
+            Option.engine("per-pod", null, "requests one pod may have in flight at once"),
+            Option.engine("resolve-interval", null, "seconds between look-ups of --service-url"),
+            Option.engine("n-max", "-n", "most workers at once"),
+            Option.engine("n-min", null, "workers kept running when idle"),
+            Option.engine("check-unused", null, "seconds between checks for idle workers"),
+            Option.engine("max-age", null, "seconds a worker may stay idle before it stops"),
+            Option.engine("queue-max", null, "most requests waiting for a worker (then 503)"),
+            Option.engine("queue-timeout", null, "seconds a request may wait (then 503)"),
+            Option.engine("request-timeout", null, "seconds a worker may stay silent (then 504)"),
+            Option.engine("startup-timeout", null, "seconds a worker may take to start"),
+            Option.engine("max-body-size", null, "largest request body in bytes (then 413)"),
+            Option.engine("client-timeout", null, "seconds a client may stay silent"),
+            new Option("rscript", null, "VALVE_RSCRIPT", WorkerSpec.DEFAULT_RSCRIPT, "the Rscript that runs workers"),
             new Option("workers", "-w", "VALVE_WORKERS", null, "accepted for Valve compatibility and ignored: "
                     + "valve needs no thread setting (one virtual thread per request)"));
 
@@ -139,7 +144,8 @@ public final class Main {
         }
         for (int i = start; i < args.length; i++) {
             String arg = args[i];
-            if (arg.equals("--help")) {
+            // Valve's -h is --host, but alone (or before another option) it can only mean help.
+            if (arg.equals("--help") || arg.equals("-h") && (i + 1 == args.length || args[i + 1].startsWith("-"))) {
                 values.put("help", "true");
                 return values;
             }
@@ -179,83 +185,66 @@ public final class Main {
         throw new IllegalArgumentException("unknown option " + flag);
     }
 
+    /**
+     * Turns the options into a configuration. Only their types are checked here: every range and
+     * rule is {@link ValveConfig}'s, so the command line and R refuse the same values alike.
+     */
     static ValveConfig config(Map<String, String> values) {
-        // What the user typed is checked first; where valve is installed, last.
-        int port = integer(values, "port");
-        int nMin = integer(values, "n-min");
-        int nMax = integer(values, "n-max");
-        int queueMax = integer(values, "queue-max");
-        double checkUnused = number(values, "check-unused");
-        double maxAge = number(values, "max-age");
-        double queueTimeout = number(values, "queue-timeout");
-        double requestTimeout = number(values, "request-timeout");
-        double startupTimeout = number(values, "startup-timeout");
-        double clientTimeout = number(values, "client-timeout");
-        long maxBodySize = (long) number(values, "max-body-size");
-        if (values.get("service-url") != null) {
-            ValveConfig service = new ValveConfig(values.get("host"), port, nMin, nMax, checkUnused, maxAge, queueMax,
-                    queueTimeout, requestTimeout, startupTimeout, maxBodySize, null, clientTimeout,
-                    values.get("service-url"), integer(values, "per-pod"), number(values, "resolve-interval"), null);
-            service.service();
-            return service;
+        // Types first, then the files named, then the rules, and where valve is installed last.
+        Integer port = integer(values, "port");
+        Integer nMin = integer(values, "n-min");
+        Integer nMax = integer(values, "n-max");
+        Double checkUnused = number(values, "check-unused");
+        Double maxAge = number(values, "max-age");
+        Integer queueMax = integer(values, "queue-max");
+        Double queueTimeout = number(values, "queue-timeout");
+        Double requestTimeout = number(values, "request-timeout");
+        Double startupTimeout = number(values, "startup-timeout");
+        Long maxBodySize = whole(values, "max-body-size");
+        Double clientTimeout = number(values, "client-timeout");
+        Integer perPod = integer(values, "per-pod");
+        Double resolveInterval = number(values, "resolve-interval");
+        String serviceUrl = values.get("service-url");
+        WorkerSpec worker = null;
+        if (serviceUrl == null) {
+            worker = values.get("dir") != null
+                    ? WorkerSpec.of(WorkerSpec.DIR, Path.of(values.get("dir")), values.get("rscript"))
+                    : WorkerSpec.of(WorkerSpec.FILE, Path.of(values.get("file")), values.get("rscript"));
         }
-        Map<String, String> environment = new LinkedHashMap<>();
-        String directory;
-        if (values.get("dir") != null) {
-            Path dir = Path.of(values.get("dir")).toAbsolutePath().normalize();
-            if (!Files.isDirectory(dir)) {
-                throw new IllegalArgumentException("--dir " + dir + " is not a directory");
-            }
-            environment.put("VALVE_MODE", "dir");
-            environment.put("VALVE_DIR", dir.toString());
-            directory = dir.toString();
-        } else {
-            Path file = Path.of(values.get("file")).toAbsolutePath().normalize();
-            if (!Files.isReadable(file)) {
-                throw new IllegalArgumentException("--file " + file + " does not exist or is not readable");
-            }
-            environment.put("VALVE_MODE", "file");
-            environment.put("VALVE_PLUMBER_FILE", file.toString());
-            directory = file.getParent().toString();
+        ValveConfig config = new ValveConfig(values.get("host"), port, nMin, nMax, checkUnused, maxAge, queueMax,
+                queueTimeout, requestTimeout, startupTimeout, maxBodySize, null, clientTimeout, serviceUrl, perPod,
+                resolveInterval, worker);
+        if (worker != null) {
+            WorkerProtocol.installedScript();
         }
-        List<String> command = new ArrayList<>(List.of(values.get("rscript"), "--no-echo", "--no-restore",
-                workerScript().toString()));
-        return new ValveConfig(values.get("host"), port, nMin, nMax, checkUnused, maxAge, queueMax, queueTimeout,
-                requestTimeout, startupTimeout, maxBodySize, null, clientTimeout, null, null, null,
-                new ValveConfig.Worker(command, environment, directory));
+        return config;
     }
 
     private static int integer(Map<String, String> values, String name) {
         try {
             return Integer.parseInt(values.get(name).trim());
         } catch (NumberFormatException e) {
-            throw new IllegalArgumentException("--" + name + " must be a whole number, not '" + values.get(name) + "'");
+            throw notWhole(values, name);
         }
+    }
+
+    private static long whole(Map<String, String> values, String name) {
+        try {
+            return Long.parseLong(values.get(name).trim());
+        } catch (NumberFormatException e) {
+            throw notWhole(values, name);
+        }
+    }
+
+    private static IllegalArgumentException notWhole(Map<String, String> values, String name) {
+        return new IllegalArgumentException("--" + name + " must be a whole number, not '" + values.get(name) + "'");
     }
 
     private static double number(Map<String, String> values, String name) {
         try {
-            double value = Double.parseDouble(values.get(name).trim());
-            if (!(value > 0) || Double.isInfinite(value)) {
-                throw new NumberFormatException();
-            }
-            return value;
+            return Double.parseDouble(values.get(name).trim());
         } catch (NumberFormatException e) {
-            throw new IllegalArgumentException("--" + name + " must be a positive number, not '" + values.get(name) + "'");
-        }
-    }
-
-    /** The worker script installed beside the jars: {@code <package>/java/*.jar}, {@code <package>/worker/worker.R}. */
-    private static Path workerScript() {
-        try {
-            Path jar = Path.of(Main.class.getProtectionDomain().getCodeSource().getLocation().toURI());
-            Path script = jar.getParent().resolveSibling("worker").resolve("worker.R");
-            if (!Files.isReadable(script)) {
-                throw new IllegalArgumentException("worker script not found at " + script + "; run valve from an installed R package");
-            }
-            return script;
-        } catch (URISyntaxException e) {
-            throw new IllegalArgumentException("cannot locate the valve installation: " + e.getMessage());
+            throw new IllegalArgumentException("--" + name + " must be a number, not '" + values.get(name) + "'");
         }
     }
 
@@ -275,7 +264,7 @@ public final class Main {
                     option.fallback() == null ? "" : ", default " + option.fallback()));
         }
         text.append("""
-                      --help                   this text
+                      --help (or -h alone) this text
 
                 Exit status: 0 stopped by SIGTERM/SIGINT, 2 bad option, 3 cannot listen, 4 workers failed to start.
                 """);

@@ -84,10 +84,6 @@ public final class Valve implements AutoCloseable {
         ValveConfig config;
         try {
             config = ValveConfig.fromJson(configJson);
-            config.pool();
-            if (config.upstream() != null) {
-                config.service();
-            }
         } catch (IllegalArgumentException e) {
             throw new ValveException(ValveException.CONFIG, e.getMessage(), e);
         }

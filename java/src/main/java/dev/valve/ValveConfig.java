@@ -1,10 +1,13 @@
 package dev.valve;
 
 import java.net.URI;
+import java.net.URISyntaxException;
 import java.nio.file.Path;
 import java.time.Duration;
-import java.util.List;
+import java.util.Collections;
+import java.util.LinkedHashMap;
 import java.util.Map;
+import java.util.regex.Pattern;
 
 import com.fasterxml.jackson.databind.DeserializationFeature;
 import com.fasterxml.jackson.databind.ObjectMapper;
@@ -15,11 +18,15 @@ import dev.valve.pool.PoolConfig;
 import dev.valve.pool.ProcessLauncher;
 import dev.valve.proxy.ProxyHandler;
 import dev.valve.service.ServiceDiscovery;
+import dev.valve.worker.WorkerProtocol;
+import dev.valve.worker.WorkerSpec;
 
 /**
- * Everything the engine needs, as one value. R builds it as JSON with snake_case names; a
- * missing field takes the default documented here and in {@code ?valve_run}. Durations are
- * seconds, sizes bytes.
+ * Everything the engine needs, as one value, and the one place that knows every default and
+ * every rule: R sends it as JSON with snake_case names, the command line builds it from its
+ * flags, and a value it refuses never reaches anything that creates a file or a process. A
+ * missing (null) member takes its default ({@link #defaultsJson()}). Durations are seconds,
+ * sizes bytes.
  *
  * @param host           address to listen on
  * @param port           port to listen on; 0 picks a free one
@@ -39,28 +46,36 @@ import dev.valve.service.ServiceDiscovery;
  *                       addresses are the pods; no local workers then
  * @param perPod         service mode: requests one pod may have in flight at once
  * @param resolveInterval service mode: seconds between resolutions of the name
- * @param worker         how to spawn one worker; null in service mode
+ * @param worker         what local workers serve; null in service mode
  */
 public record ValveConfig(String host, Integer port, Integer nMin, Integer nMax,
                           Double checkUnused, Double maxAge, Integer queueMax, Double queueTimeout,
                           Double requestTimeout, Double startupTimeout, Long maxBodySize,
                           Integer memoryBuffer, Double clientTimeout, String upstream, Integer perPod,
-                          Double resolveInterval, Worker worker) {
+                          Double resolveInterval, WorkerSpec worker) {
 
-    /**
-     * @param command     program and arguments
-     * @param environment extra environment variables
-     * @param directory   working directory
-     */
-    public record Worker(List<String> command, Map<String, String> environment, String directory) {
-        public Worker {
-            if (command == null || command.isEmpty()) {
-                throw new IllegalArgumentException("worker.command must name a program to run");
-            }
-            command = List.copyOf(command);
-            environment = environment == null ? Map.of() : Map.copyOf(environment);
-            directory = directory == null ? "." : directory;
-        }
+    /** The defaults of the user-facing arguments, by their snake_case name, in the order of {@code ?valve_run}. */
+    private static final Map<String, Object> DEFAULTS = defaults();
+    private static final int DEFAULT_MEMORY_BUFFER = 1024 * 1024;
+    private static final Pattern HOST = Pattern.compile("[A-Za-z0-9]([A-Za-z0-9.:-]*[A-Za-z0-9])?|::");
+
+    private static Map<String, Object> defaults() {
+        Map<String, Object> defaults = new LinkedHashMap<>();
+        defaults.put("host", "127.0.0.1");
+        defaults.put("port", 3000);
+        defaults.put("n_min", 1);
+        defaults.put("n_max", 3);
+        defaults.put("check_unused", 10.0);
+        defaults.put("max_age", 300.0);
+        defaults.put("queue_max", 1000);
+        defaults.put("queue_timeout", 60.0);
+        defaults.put("request_timeout", 300.0);
+        defaults.put("startup_timeout", 60.0);
+        defaults.put("max_body_size", 256L * 1024 * 1024);
+        defaults.put("client_timeout", 30.0);
+        defaults.put("per_pod", 1);
+        defaults.put("resolve_interval", 5.0);
+        return Collections.unmodifiableMap(defaults);
     }
 
     private static final ObjectMapper JSON = JsonMapper.builder()
@@ -69,36 +84,99 @@ public record ValveConfig(String host, Integer port, Integer nMin, Integer nMax,
             .build();
 
     public ValveConfig {
-        host = host == null ? "127.0.0.1" : host;
-        port = port == null ? 3000 : port;
-        nMin = nMin == null ? 1 : nMin;
-        nMax = nMax == null ? 3 : nMax;
-        checkUnused = checkUnused == null ? 10.0 : checkUnused;
-        maxAge = maxAge == null ? 300.0 : maxAge;
-        queueMax = queueMax == null ? 1000 : queueMax;
-        queueTimeout = queueTimeout == null ? 60.0 : queueTimeout;
-        requestTimeout = requestTimeout == null ? 300.0 : requestTimeout;
-        startupTimeout = startupTimeout == null ? 60.0 : startupTimeout;
-        maxBodySize = maxBodySize == null ? 256L * 1024 * 1024 : maxBodySize;
-        memoryBuffer = memoryBuffer == null ? 1024 * 1024 : memoryBuffer;
-        clientTimeout = clientTimeout == null ? 30.0 : clientTimeout;
-        perPod = perPod == null ? 1 : perPod;
-        resolveInterval = resolveInterval == null ? 5.0 : resolveInterval;
+        host = orDefault(host, "host");
+        port = orDefault(port, "port");
+        nMin = orDefault(nMin, "n_min");
+        nMax = orDefault(nMax, "n_max");
+        checkUnused = orDefault(checkUnused, "check_unused");
+        maxAge = orDefault(maxAge, "max_age");
+        queueMax = orDefault(queueMax, "queue_max");
+        queueTimeout = orDefault(queueTimeout, "queue_timeout");
+        requestTimeout = orDefault(requestTimeout, "request_timeout");
+        startupTimeout = orDefault(startupTimeout, "startup_timeout");
+        maxBodySize = orDefault(maxBodySize, "max_body_size");
+        memoryBuffer = memoryBuffer == null ? DEFAULT_MEMORY_BUFFER : memoryBuffer;
+        clientTimeout = orDefault(clientTimeout, "client_timeout");
+        perPod = orDefault(perPod, "per_pod");
+        resolveInterval = orDefault(resolveInterval, "resolve_interval");
+
+        if (!HOST.matcher(host).matches()) {
+            throw new IllegalArgumentException("host must be an IP address or host name such as 127.0.0.1, not '"
+                    + host + "'");
+        }
         if (port < 0 || port > 65535) {
-            throw new IllegalArgumentException("port must be between 0 and 65535, got " + port);
+            throw new IllegalArgumentException("port must be a whole number between 0 and 65535, not " + port);
         }
-        if (!(clientTimeout > 0)) {
-            throw new IllegalArgumentException("client_timeout must be > 0, got " + clientTimeout);
+        atLeast("n_min", nMin, 0);
+        atLeast("n_max", nMax, 1);
+        if (nMin > nMax) {
+            throw new IllegalArgumentException("n_min (" + nMin + ") must not be larger than n_max (" + nMax + ")");
         }
-        if (maxBodySize < 0 || memoryBuffer < 0) {
-            throw new IllegalArgumentException("max_body_size and memory_buffer must be >= 0");
-        }
+        positive("check_unused", checkUnused);
+        positive("max_age", maxAge);
+        atLeast("queue_max", queueMax, 0);
+        positive("queue_timeout", queueTimeout);
+        positive("request_timeout", requestTimeout);
+        positive("startup_timeout", startupTimeout);
+        atLeast("max_body_size", maxBodySize, 0);
+        atLeast("memory_buffer", memoryBuffer, 0);
+        positive("client_timeout", clientTimeout);
+        atLeast("per_pod", perPod, 1);
+        positive("resolve_interval", resolveInterval);
         if ((worker == null) == (upstream == null)) {
             throw new IllegalArgumentException("give exactly one of worker (local workers) and upstream (service mode)");
         }
-        if (!(resolveInterval > 0)) {
-            throw new IllegalArgumentException("resolve_interval must be > 0, got " + resolveInterval);
+        if (upstream != null) {
+            URI uri;
+            try {
+                uri = new URI(upstream);
+            } catch (URISyntaxException e) {
+                uri = null;
+            }
+            if (uri == null || !"http".equals(uri.getScheme()) || uri.getHost() == null
+                    || !(uri.getRawPath() == null || uri.getRawPath().isEmpty() || uri.getRawPath().equals("/"))) {
+                throw new IllegalArgumentException("upstream must look like http://name:port, not '" + upstream + "'");
+            }
         }
+    }
+
+    /** The defaults of every argument of {@code valve_run()}, by snake_case name, as a JSON object. */
+    public static String defaultsJson() {
+        return toJson(DEFAULTS);
+    }
+
+    /** The default of one argument, for the command line's options and help. */
+    static Object defaultOf(String name) {
+        Object value = DEFAULTS.get(name);
+        if (value == null) {
+            throw new IllegalArgumentException("no default for " + name);
+        }
+        return value;
+    }
+
+    @SuppressWarnings("unchecked")
+    private static <T> T orDefault(T value, String name) {
+        return value != null ? value : (T) DEFAULTS.get(name);
+    }
+
+    private static void atLeast(String name, long value, long min) {
+        if (value < min) {
+            throw new IllegalArgumentException(name + " must be a whole number >= " + min + ", not " + value);
+        }
+    }
+
+    private static void positive(String name, double value) {
+        if (!(value > 0) || Double.isInfinite(value)) {
+            throw new IllegalArgumentException(name + " must be a positive number of seconds, not " + number(value));
+        }
+    }
+
+    /** 10.0 as {@code 10}, as a user would have typed it. */
+    static String number(Object value) {
+        if (value instanceof Double d && d == Math.rint(d) && !Double.isInfinite(d)) {
+            return Long.toString(d.longValue());
+        }
+        return String.valueOf(value);
     }
 
     /** Parses the JSON R sends; unknown fields are an error so a typo is never silently ignored. */
@@ -123,9 +201,9 @@ public record ValveConfig(String host, Integer port, Integer nMin, Integer nMax,
         return new PoolConfig(nMin, nMax, seconds(maxAge), seconds(checkUnused), queueMax, seconds(queueTimeout));
     }
 
+    /** @throws IllegalArgumentException when the worker script cannot be found beside the jars */
     ProcessLauncher.Settings launcher(String secret) {
-        return new ProcessLauncher.Settings(worker.command(), worker.environment(),
-                Path.of(worker.directory()), seconds(startupTimeout), "/__valve__/ready", secret);
+        return new ProcessLauncher.Settings(worker, WorkerProtocol.installedScript(), seconds(startupTimeout), secret);
     }
 
     /** Request heads above this get 431 from valve; Helidon's own parser limit is set well above it. */
@@ -139,11 +217,7 @@ public record ValveConfig(String host, Integer port, Integer nMin, Integer nMax,
     }
 
     ServiceDiscovery.Settings service() {
-        try {
-            return new ServiceDiscovery.Settings(URI.create(upstream), perPod, seconds(resolveInterval));
-        } catch (IllegalArgumentException e) {
-            throw new IllegalArgumentException("invalid upstream " + upstream + ": " + e.getMessage(), e);
-        }
+        return new ServiceDiscovery.Settings(URI.create(upstream), perPod, seconds(resolveInterval));
     }
 
     static Duration seconds(double value) {

@@ -7,6 +7,7 @@ import java.io.IOException;
 import java.net.InetAddress;
 import java.net.Socket;
 import java.nio.charset.StandardCharsets;
+import java.util.Map;
 import java.util.stream.Stream;
 
 import dev.valve.pool.StubWorker;
@@ -31,7 +32,7 @@ class BadInputTest {
 
     @BeforeAll
     void start() throws ValveException {
-        engine = new StubEngine("\"n_max\": 1, \"client_timeout\": 1, \"max_body_size\": 1000000, ");
+        engine = new StubEngine(Map.of("n_max", 1, "client_timeout", 1, "max_body_size", 1000000));
         port = engine.port;
     }
 

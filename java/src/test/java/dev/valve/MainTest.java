@@ -5,11 +5,21 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.io.ByteArrayOutputStream;
+import java.io.File;
 import java.io.PrintStream;
 import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
 import java.util.Map;
+import java.util.concurrent.TimeUnit;
+import java.util.stream.Stream;
 
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.CsvSource;
 
 /** The command line's parsing: flags over environment over defaults, and clear refusals. */
 class MainTest {
@@ -63,6 +73,85 @@ class MainTest {
                 new PrintStream(err, true, StandardCharsets.UTF_8));
         assertEquals(Main.EXIT_USAGE, status);
         assertTrue(err.toString(StandardCharsets.UTF_8).contains("--n-max must be a whole number"));
+    }
+
+    @Test
+    void defaultsAreTheEngines() {
+        Map<String, String> values = Main.parse(new String[0], Map.of());
+        for (String name : new String[] {"host", "port", "n-min", "n-max", "check-unused", "max-age", "queue-max",
+            "queue-timeout", "request-timeout", "startup-timeout", "max-body-size", "client-timeout", "per-pod",
+            "resolve-interval"}) {
+            assertEquals(ValveConfig.number(ValveConfig.defaultOf(name.replace('-', '_'))), values.get(name), name);
+        }
+        assertEquals("268435456", values.get("max-body-size"));
+        assertTrue(Main.help().contains("[VALVE_MAX_BODY_SIZE, default 268435456]"));
+    }
+
+    @Test
+    void dashHAloneAsksForHelp() {
+        ByteArrayOutputStream out = new ByteArrayOutputStream();
+        ByteArrayOutputStream err = new ByteArrayOutputStream();
+        int status = Main.run(new String[] {"-h"}, Map.of(), new PrintStream(out, true, StandardCharsets.UTF_8),
+                new PrintStream(err, true, StandardCharsets.UTF_8));
+        assertEquals(Main.EXIT_OK, status);
+        assertEquals(Main.help(), out.toString(StandardCharsets.UTF_8));
+        assertEquals("", err.toString(StandardCharsets.UTF_8));
+        assertTrue(Main.parse(new String[] {"-h", "--port", "80"}, Map.of()).containsKey("help"));
+        assertEquals("::", Main.parse(new String[] {"-h", "::"}, Map.of()).get("host"));
+    }
+
+    /**
+     * Runs the real command in its own JVM, with its own temporary directory, laid out as an
+     * installed package ({@code <pkg>/java} beside {@code <pkg>/worker/worker.R}) so that a valid
+     * command line would go on to start the engine.
+     */
+    private static String[] runInstalled(Path root, String... args) throws Exception {
+        Path pkg = Files.createDirectories(root.resolve("pkg").resolve("java")).getParent();
+        // A copy, not a link: the JVM reports a class directory's real path as its location.
+        Path classes = Path.of(Main.class.getProtectionDomain().getCodeSource().getLocation().toURI());
+        try (Stream<Path> files = Files.walk(classes)) {
+            for (Path file : files.toList()) {
+                Files.copy(file, pkg.resolve("java").resolve("classes").resolve(classes.relativize(file).toString()));
+            }
+        }
+        Files.createDirectories(pkg.resolve("worker"));
+        Files.writeString(pkg.resolve("worker").resolve("worker.R"), "# never run\n");
+        Path tmp = Files.createDirectories(root.resolve("tmp"));
+        Path api = Files.writeString(root.resolve("plumber.R"), "#* @get /\nfunction() 1\n");
+        List<String> command = new ArrayList<>(List.of(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
+                "-Djava.io.tmpdir=" + tmp, "-cp",
+                pkg.resolve("java").resolve("classes") + File.pathSeparator + System.getProperty("java.class.path"),
+                Main.class.getName(), "-f", api.toString(), "-p", "0"));
+        command.addAll(List.of(args));
+        ProcessBuilder builder = new ProcessBuilder(command)
+                .redirectOutput(root.resolve("stdout").toFile())
+                .redirectError(root.resolve("stderr").toFile());
+        builder.environment().keySet().removeIf(name -> name.startsWith("VALVE_") || name.equals("PORT"));
+        Process process = builder.start();
+        try {
+            assertTrue(process.waitFor(60, TimeUnit.SECONDS), "valve did not exit");
+        } finally {
+            process.destroyForcibly();
+        }
+        try (Stream<Path> left = Files.list(tmp)) {
+            return new String[] {Integer.toString(process.exitValue()),
+                Files.readString(root.resolve("stderr")), String.join(",", left.map(p -> p.getFileName().toString()).toList())};
+        }
+    }
+
+    @ParameterizedTest
+    @CsvSource(delimiter = '|', value = {
+        "-n 0                   | n_max must be a whole number >= 1, not 0",
+        "--n-min 5 --n-max 2    | n_min (5) must not be larger than n_max (2)",
+        "--queue-max -1         | queue_max must be a whole number >= 0, not -1",
+        "--max-age 0            | max_age must be a positive number of seconds, not 0",
+        "--port 70000           | port must be a whole number between 0 and 65535, not 70000"})
+    void ruleBreakingValuesExitTwoWithOneLineAndLeaveNothingOnDisk(String args, String message, @TempDir Path root)
+            throws Exception {
+        String[] result = runInstalled(root, args.trim().split(" +"));
+        assertEquals("2", result[0], result[1]);
+        assertEquals("valve: " + message + System.lineSeparator(), result[1]);
+        assertEquals("", result[2], "files left in the temporary directory");
     }
 
     @Test

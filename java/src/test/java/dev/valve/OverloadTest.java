@@ -9,6 +9,7 @@ import java.net.Socket;
 import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Map;
 import java.util.concurrent.atomic.AtomicInteger;
 
 import dev.valve.pool.Await;
@@ -19,8 +20,8 @@ import org.junit.jupiter.api.Test;
 /** Overload, abandoned requests, slow clients and shutdown, against one stub worker. */
 class OverloadTest extends StubEngineTest {
     @Override
-    protected String defaults() {
-        return "\"n_max\": 1, ";
+    protected Map<String, Object> defaults() {
+        return Map.of("n_max", 1);
     }
 
     private RawHttp sendAsync(String target) throws Exception {
@@ -31,7 +32,7 @@ class OverloadTest extends StubEngineTest {
 
     @Test
     void pastQueueMaxRequestsGet503AndAdmittedOnesAllComplete() throws Exception {
-        start("\"queue_max\": 2, ");
+        start(Map.of("queue_max", 2));
         List<RawHttp> admitted = new ArrayList<>();
         admitted.add(sendAsync("/sleep?ms=500"));
         Await.until("the worker is busy", () -> worker().inFlight.get() == 1);
@@ -54,7 +55,7 @@ class OverloadTest extends StubEngineTest {
 
     @Test
     void aClientThatHangsUpDoesNotLeaveTheWorkerBusy() throws Exception {
-        start("");
+        start();
         RawHttp gone = sendAsync("/sleep?ms=300");
         Await.until("the request reaches the worker", () -> worker().inFlight.get() == 1);
         gone.close();
@@ -64,7 +65,7 @@ class OverloadTest extends StubEngineTest {
 
     @Test
     void clientsTricklingBodiesDoNotHoldTheWorker() throws Exception {
-        start("\"client_timeout\": 30, ");
+        start(Map.of("client_timeout", 30));
         List<Socket> tricklers = new ArrayList<>();
         try {
             for (int i = 0; i < 50; i++) {
@@ -88,7 +89,7 @@ class OverloadTest extends StubEngineTest {
 
     @Test
     void aClientThatReadsSlowlyDoesNotHoldTheWorker() throws Exception {
-        start("");
+        start();
         try (RawHttp slow = sendAsync("/bytes?n=20000000")) {
             // The client reads nothing; the engine must still take the whole body from the worker.
             Await.until("the worker is released", () -> worker().received.size() == 1
@@ -101,7 +102,7 @@ class OverloadTest extends StubEngineTest {
 
     @Test
     void stopLetsRequestsInFlightFinishAndRefusesNewOnes() throws Exception {
-        start("");
+        start();
         RawHttp inFlight = sendAsync("/sleep?ms=1000");
         Await.until("the request reaches the worker", () -> worker().inFlight.get() == 1);
         Thread stopper = Thread.ofVirtual().start(() -> valve.stop(30));
@@ -122,7 +123,7 @@ class OverloadTest extends StubEngineTest {
 
     @Test
     void aWorkerSilentPastTheRequestTimeoutGives504AndIsReplaced() throws Exception {
-        start("\"request_timeout\": 0.5, ");
+        start(Map.of("request_timeout", 0.5));
         RawHttp.Response response = RawHttp.get(port, "/sleep?ms=5000");
         assertEquals(504, response.status());
         Await.until("a replacement is launched", () -> launcher.launched.size() == 2);
@@ -132,7 +133,7 @@ class OverloadTest extends StubEngineTest {
 
     @Test
     void manyConcurrentClientsAllGetAnswers() throws Exception {
-        start("\"n_max\": 2, ");
+        start(Map.of("n_max", 2));
         AtomicInteger ok = new AtomicInteger();
         List<Thread> clients = new ArrayList<>();
         for (int i = 0; i < 64; i++) {

@@ -11,6 +11,7 @@ import java.io.IOException;
 import java.io.InputStream;
 import java.nio.charset.StandardCharsets;
 import java.util.List;
+import java.util.Map;
 import java.util.zip.CRC32;
 
 import dev.valve.pool.Await;
@@ -23,14 +24,14 @@ import org.junit.jupiter.params.provider.ValueSource;
 /** The proxy through the real Helidon server, against stub workers on real sockets. */
 class ProxyTest extends StubEngineTest {
     @Override
-    protected String defaults() {
-        return "\"n_max\": 2, ";
+    protected Map<String, Object> defaults() {
+        return Map.of("n_max", 2);
     }
 
     @ParameterizedTest
     @ValueSource(strings = {"GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
     void methodPathAndQueryPassUnchanged(String method) throws Exception {
-        start("");
+        start();
         String target = "/a%2Fb/c%20d;p=1?x=1&y=%20z&x=2&empty=&flag&enc=%E2%82%AC";
         RawHttp.Response response = RawHttp.exchange(port, method + " " + target
                 + " HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
@@ -43,7 +44,7 @@ class ProxyTest extends StubEngineTest {
 
     @Test
     void hopByHopHeadersStayAndForwardingHeadersAreAdded() throws Exception {
-        start("");
+        start();
         RawHttp.Response response = RawHttp.exchange(port, "GET /headers HTTP/1.1\r\n"
                 + "Host: api.example:8080\r\n"
                 + "Connection: close, X-Hop\r\n"
@@ -77,7 +78,7 @@ class ProxyTest extends StubEngineTest {
 
     @Test
     void aChunkedRequestBodyArrivesWhole() throws Exception {
-        start("");
+        start();
         RawHttp.Response response = RawHttp.exchange(port, "POST /echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
                 + "Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n");
         assertEquals(200, response.status());
@@ -91,7 +92,7 @@ class ProxyTest extends StubEngineTest {
 
     @Test
     void twoHundredMegabytesUpAndDownWithASmallHeap() throws Exception {
-        start("\"max_body_size\": 300000000, ");
+        start(Map.of("max_body_size", 300000000));
         long size = 200L * 1024 * 1024;
         CRC32 sent = new CRC32();
         try (RawHttp http = new RawHttp(port)) {
@@ -129,7 +130,7 @@ class ProxyTest extends StubEngineTest {
 
     @Test
     void aStreamedResponseReachesTheClientBeforeItEnds() throws Exception {
-        start("");
+        start();
         try (RawHttp http = new RawHttp(port)) {
             http.send("GET /stream HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
             assertTrue(StubWorker.readLine(http.in).startsWith("HTTP/1.1 200"));
@@ -147,7 +148,7 @@ class ProxyTest extends StubEngineTest {
 
     @Test
     void headKeepsTheContentLengthAndSendsNoBody() throws Exception {
-        start("");
+        start();
         try (RawHttp http = new RawHttp(port)) {
             http.send("HEAD /thing HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
             RawHttp.Response response = http.read(true);
@@ -160,7 +161,7 @@ class ProxyTest extends StubEngineTest {
     @ParameterizedTest
     @ValueSource(strings = {"GET /plain", "HEAD /plain", "GET /status?code=204"})
     void connectionCloseFromTheClientIsHonoured(String request) throws Exception {
-        start("");
+        start();
         try (RawHttp http = new RawHttp(port)) {
             http.send(request + " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
             assertTrue(http.read(request.startsWith("HEAD")).status() < 300);
@@ -171,7 +172,7 @@ class ProxyTest extends StubEngineTest {
     @ParameterizedTest
     @ValueSource(ints = {204, 304})
     void bodilessStatusesStayBodiless(int code) throws Exception {
-        start("");
+        start();
         try (RawHttp http = new RawHttp(port)) {
             // Two requests on one connection: a stray body byte after the first answer would
             // corrupt the second status line.
@@ -189,7 +190,7 @@ class ProxyTest extends StubEngineTest {
 
     @Test
     void aWorkerThatDiesMidRequestGives502AndIsReplaced() throws Exception {
-        start("");
+        start();
         RawHttp.Response response = RawHttp.get(port, "/die");
         assertEquals(502, response.status());
         assertTrue(response.text().contains("worker 1"), response.text());
@@ -201,7 +202,7 @@ class ProxyTest extends StubEngineTest {
 
     @Test
     void aResponseCutShortIsNotPassedOffAsComplete() throws Exception {
-        start("");
+        start();
         try (RawHttp http = new RawHttp(port)) {
             http.send("GET /die-mid-body HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
             assertTrue(StubWorker.readLine(http.in).startsWith("HTTP/1.1 200"));
@@ -217,7 +218,7 @@ class ProxyTest extends StubEngineTest {
 
     @Test
     void noFreeWorkerWithinTheQueueTimeoutGives503WithRetryAfter() throws Exception {
-        start("\"n_max\": 1, \"queue_timeout\": 0.2, ");
+        start(Map.of("n_max", 1, "queue_timeout", 0.2));
         try (RawHttp slow = new RawHttp(port)) {
             slow.send("GET /sleep?ms=3000 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
             Await.until("the only worker is busy", () -> worker().inFlight.get() == 1);
@@ -231,7 +232,7 @@ class ProxyTest extends StubEngineTest {
 
     @Test
     void statusReportsThePool() throws Exception {
-        start("");
+        start();
         RawHttp.get(port, "/one");
         String status = valve.statusJson();
         assertTrue(status.contains("\"state\":\"running\""), status);

@@ -1,5 +1,8 @@
 package dev.valve;
 
+import java.util.HashMap;
+import java.util.Map;
+
 import dev.valve.pool.StubLauncher;
 import dev.valve.pool.StubWorker;
 
@@ -12,11 +15,18 @@ abstract class StubEngineTest {
     protected Valve valve;
     protected int port;
 
-    /** Configuration members every test of the class starts with, each followed by a comma. */
-    protected abstract String defaults();
+    /** Configuration members every test of the class starts with, by their snake_case name. */
+    protected abstract Map<String, Object> defaults();
 
-    protected void start(String extraJson) throws ValveException {
-        engine = new StubEngine(defaults() + extraJson);
+    protected void start() throws ValveException {
+        start(Map.of());
+    }
+
+    /** @param overrides members that replace or add to {@link #defaults()} for one test */
+    protected void start(Map<String, Object> overrides) throws ValveException {
+        Map<String, Object> members = new HashMap<>(defaults());
+        members.putAll(overrides);
+        engine = new StubEngine(members);
         launcher = engine.launcher;
         valve = engine.valve;
         port = engine.port;

@@ -4,7 +4,6 @@ import java.io.BufferedReader;
 import java.io.IOException;
 import java.io.InputStream;
 import java.io.InputStreamReader;
-import java.io.OutputStream;
 import java.net.InetAddress;
 import java.net.ServerSocket;
 import java.nio.charset.StandardCharsets;
@@ -15,46 +14,41 @@ import java.util.ArrayDeque;
 import java.util.ArrayList;
 import java.util.Deque;
 import java.util.List;
-import java.util.Map;
 import java.util.Set;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.locks.ReentrantLock;
 
 import dev.valve.log.LogSink;
+import dev.valve.worker.WorkerProtocol;
+import dev.valve.worker.WorkerSpec;
 
 /**
- * Starts worker processes that serve HTTP on 127.0.0.1 at the port given in {@code VALVE_PORT}.
+ * Starts R worker processes as {@link WorkerProtocol} describes: each serves HTTP on 127.0.0.1
+ * at the port given in its environment.
  *
  * <p>Each worker runs in its own session ({@code setsid}), so a Ctrl-C in the R console does not
- * reach it, and gets the engine's PID in {@code VALVE_PARENT_PID} for its watchdog, since JVM
- * shutdown hooks never run when R exits. Its output is logged line by line, tagged with its name.
+ * reach it. Its output (stdout and stderr merged) is logged line by line, tagged with its name.
  * It is ready when it answers an HTTP request; log text is never trusted for that.
+ *
+ * <p>Everything here that blocks on a process (spawning, writing its stdin, polling it, reading
+ * its output, waiting for it to exit) runs on platform threads: a virtual thread blocked in a
+ * pipe read pins its carrier, and a few such workers would stop the whole engine answering.
  */
 public final class ProcessLauncher implements UpstreamLauncher {
-    /** Exit status a worker uses when its port was taken between probe and bind: try another. */
-    static final int EXIT_PORT_IN_USE = 75;
     private static final int PORT_ATTEMPTS = 3;
     private static final int TAIL_LINES = 40;
+    private static final Duration TERMINATE_GRACE = Duration.ofSeconds(2);
+    private static final Duration READER_JOIN = Duration.ofSeconds(1);
     private static final Path SETSID = Path.of("/usr/bin/setsid");
 
     /**
-     * @param command        program and arguments of one worker
-     * @param environment    variables added to the engine's own environment
-     * @param directory      working directory of the workers
+     * @param worker         what the workers serve and with which R
+     * @param script         the worker script, {@link WorkerProtocol#installedScript()} outside tests
      * @param startupTimeout how long a worker may take to answer HTTP
-     * @param probePath      path requested to see whether a worker answers
-     * @param secret         written to each worker's standard input as its first line, then
-     *                       closed; unlike the environment, API code cannot read it back
+     * @param secret         written to each worker's standard input as its first line
      */
-    public record Settings(List<String> command, Map<String, String> environment, Path directory,
-                           Duration startupTimeout, String probePath, String secret) {
-        public Settings {
-            command = List.copyOf(command);
-            environment = Map.copyOf(environment);
-            if (command.isEmpty()) {
-                throw new IllegalArgumentException("command must not be empty");
-            }
-        }
+    public record Settings(WorkerSpec worker, Path script, Duration startupTimeout, String secret) {
     }
 
     private final Settings settings;
@@ -70,7 +64,7 @@ public final class ProcessLauncher implements UpstreamLauncher {
     @Override
     public CompletableFuture<Upstream> launch(int id) {
         CompletableFuture<Upstream> result = new CompletableFuture<>();
-        Thread.ofVirtual().name("valve-launch-" + id).start(() -> {
+        Thread.ofPlatform().daemon().name("valve-launch-" + id).start(() -> {
             try {
                 result.complete(launchBlocking(id));
             } catch (Throwable e) {
@@ -90,9 +84,8 @@ public final class ProcessLauncher implements UpstreamLauncher {
             long started = System.nanoTime();
             Process process = spawn(id, port);
             launching.add(process);
-            Deque<String> tail = new ArrayDeque<>();
-            List<Thread> readers = List.of(pipeLines(process.getInputStream(), name, tail),
-                    pipeLines(process.getErrorStream(), name, tail));
+            Tail tail = new Tail();
+            Thread reader = pipeLines(process.getInputStream(), name, tail);
             try {
                 if (awaitHttp(process, port, started)) {
                     long millis = (System.nanoTime() - started) / 1_000_000;
@@ -100,16 +93,18 @@ public final class ProcessLauncher implements UpstreamLauncher {
                             + ", port " + port + ")");
                     return new ProcessUpstream(name, process, port);
                 }
-                if (!process.isAlive() && process.exitValue() == EXIT_PORT_IN_USE && attempt < PORT_ATTEMPTS) {
+                if (!process.isAlive() && process.exitValue() == WorkerProtocol.EXIT_PORT_IN_USE
+                        && attempt < PORT_ATTEMPTS) {
                     continue;
                 }
-                String why = process.isAlive()
-                        ? "did not answer HTTP within " + settings.startupTimeout().toSeconds() + " s"
+                String why = closed ? "was stopped while starting: the server is shutting down"
+                        : process.isAlive() ? "did not answer HTTP within " + settings.startupTimeout().toSeconds() + " s"
                         : "exited with status " + process.exitValue() + " before answering HTTP";
-                ProcessUpstream.terminate(process, Duration.ofSeconds(2));
-                throw new LaunchException(name + " " + why + describeTail(readers, tail));
+                ProcessUpstream.terminate(process, TERMINATE_GRACE);
+                reader.join(READER_JOIN);
+                throw new LaunchException(name + " " + why + tail.describe());
             } catch (InterruptedException | RuntimeException e) {
-                ProcessUpstream.terminate(process, Duration.ofSeconds(2));
+                ProcessUpstream.terminate(process, TERMINATE_GRACE);
                 throw e;
             } finally {
                 launching.remove(process);
@@ -122,16 +117,14 @@ public final class ProcessLauncher implements UpstreamLauncher {
         if (Files.isExecutable(SETSID)) {
             command.add(SETSID.toString());
         }
-        command.addAll(settings.command());
-        ProcessBuilder builder = new ProcessBuilder(command).directory(settings.directory().toFile());
-        Map<String, String> env = builder.environment();
-        env.putAll(settings.environment());
-        env.put("VALVE_PORT", Integer.toString(port));
-        env.put("VALVE_WORKER_ID", Integer.toString(id));
-        env.put("VALVE_PARENT_PID", Long.toString(ProcessHandle.current().pid()));
+        command.addAll(WorkerProtocol.command(settings.worker(), settings.script()));
+        ProcessBuilder builder = new ProcessBuilder(command)
+                .directory(settings.worker().workingDirectory().toFile())
+                .redirectErrorStream(true);
+        WorkerProtocol.applyEnvironment(builder.environment(), settings.worker(), port, id);
         Process process = builder.start();
-        try (OutputStream stdin = process.getOutputStream()) {
-            stdin.write((settings.secret() + "\n").getBytes(StandardCharsets.US_ASCII));
+        try {
+            WorkerProtocol.writeSecret(process.getOutputStream(), settings.secret());
         } catch (IOException e) {
             // The worker died at once; the readiness wait reports it with its output.
         }
@@ -146,7 +139,7 @@ public final class ProcessLauncher implements UpstreamLauncher {
             if (!process.isAlive() || closed) {
                 return false;
             }
-            if (HttpProbe.answers("127.0.0.1", port, settings.probePath(),
+            if (HttpProbe.answers("127.0.0.1", port, WorkerProtocol.READY_PATH,
                     Duration.ofNanos(Math.max(1, deadline - System.nanoTime())))) {
                 return true;
             }
@@ -156,18 +149,14 @@ public final class ProcessLauncher implements UpstreamLauncher {
         return false;
     }
 
-    private Thread pipeLines(InputStream stream, String name, Deque<String> tail) {
-        return Thread.ofVirtual().name("valve-log-" + name).start(() -> {
+    /** One reader per worker, for its whole life; it ends when the pipe closes. */
+    private Thread pipeLines(InputStream stream, String name, Tail tail) {
+        return Thread.ofPlatform().daemon().name("valve-log-" + name).start(() -> {
             try (BufferedReader reader = new BufferedReader(new InputStreamReader(stream, StandardCharsets.UTF_8))) {
                 String line;
                 while ((line = reader.readLine()) != null) {
                     log.add(name, line);
-                    synchronized (tail) {
-                        if (tail.size() == TAIL_LINES) {
-                            tail.pollFirst();
-                        }
-                        tail.addLast(line);
-                    }
+                    tail.add(line);
                 }
             } catch (IOException e) {
                 // The pipe closes when the worker exits; nothing left to read.
@@ -175,13 +164,30 @@ public final class ProcessLauncher implements UpstreamLauncher {
         });
     }
 
-    private static String describeTail(List<Thread> readers, Deque<String> tail) throws InterruptedException {
-        // The readers end at end-of-file; a grandchild holding the pipe must not block us.
-        for (Thread reader : readers) {
-            reader.join(Duration.ofSeconds(1));
+    /** A worker's last lines of output, for the error when it fails to start. */
+    private static final class Tail {
+        private final ReentrantLock lock = new ReentrantLock();
+        private final Deque<String> lines = new ArrayDeque<>();
+
+        void add(String line) {
+            lock.lock();
+            try {
+                if (lines.size() == TAIL_LINES) {
+                    lines.pollFirst();
+                }
+                lines.addLast(line);
+            } finally {
+                lock.unlock();
+            }
         }
-        synchronized (tail) {
-            return tail.isEmpty() ? "; it printed nothing" : ". Its last output:\n" + String.join("\n", tail);
+
+        String describe() {
+            lock.lock();
+            try {
+                return lines.isEmpty() ? "; it printed nothing" : ". Its last output:\n" + String.join("\n", lines);
+            } finally {
+                lock.unlock();
+            }
         }
     }
 
@@ -191,12 +197,22 @@ public final class ProcessLauncher implements UpstreamLauncher {
         }
     }
 
-    /** Kills workers still starting; ready ones belong to the pool, which stops them itself. */
+    /**
+     * Kills workers still starting (ready ones belong to the pool, which stops them itself) and
+     * deletes the files R wrote for this run: no worker will start again to read them.
+     */
     @Override
     public void close() {
         closed = true;
         for (Process process : launching) {
-            ProcessUpstream.terminate(process, Duration.ofSeconds(2));
+            ProcessUpstream.terminate(process, TERMINATE_GRACE);
+        }
+        for (Path file : settings.worker().temporaryFiles()) {
+            try {
+                Files.deleteIfExists(file);
+            } catch (IOException e) {
+                log.add("valve", "could not delete " + file + ": " + e.getMessage());
+            }
         }
     }
 }
