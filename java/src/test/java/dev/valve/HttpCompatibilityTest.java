@@ -8,6 +8,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Map;
 
 import dev.valve.pool.Await;
 import dev.valve.pool.StubWorker;
@@ -21,13 +22,13 @@ import org.junit.jupiter.api.Test;
  */
 class HttpCompatibilityTest extends StubEngineTest {
     @Override
-    protected String defaults() {
-        return "\"n_max\": 1, ";
+    protected Map<String, Object> defaults() {
+        return Map.of("n_max", 1);
     }
 
     @Test
     void http10WithoutHostIsServedWithALengthAndTheConnectionClosed() throws Exception {
-        start("");
+        start();
         try (RawHttp http = new RawHttp(port)) {
             http.send("GET /old?x=1 HTTP/1.0\r\n\r\n");
             RawHttp.Response response = http.read(false);
@@ -43,7 +44,7 @@ class HttpCompatibilityTest extends StubEngineTest {
 
     @Test
     void http10WithHostKeepsIt() throws Exception {
-        start("");
+        start();
         RawHttp.Response response = RawHttp.exchange(port, "GET /h HTTP/1.0\r\nHost: api.example:8080\r\n\r\n");
         assertEquals(200, response.status());
         assertEquals(List.of("api.example:8080"), worker().received.poll().headers().get("host"));
@@ -51,7 +52,7 @@ class HttpCompatibilityTest extends StubEngineTest {
 
     @Test
     void http10KeepAliveServesTwoRequestsOnOneConnection() throws Exception {
-        start("");
+        start();
         try (RawHttp http = new RawHttp(port)) {
             http.send("GET /one HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
             RawHttp.Response first = http.read(false);
@@ -66,7 +67,7 @@ class HttpCompatibilityTest extends StubEngineTest {
 
     @Test
     void pipelinedHttp10KeepAliveRequestsWithBodiesStayInStep() throws Exception {
-        start("");
+        start();
         try (RawHttp http = new RawHttp(port)) {
             http.send("POST /a HTTP/1.0\r\nConnection: keep-alive\r\nContent-Length: 5\r\n\r\nhello"
                     + "POST /b HTTP/1.0\r\nContent-Length: 3\r\n\r\nabc");
@@ -80,7 +81,7 @@ class HttpCompatibilityTest extends StubEngineTest {
 
     @Test
     void http10PostDeliversItsBody() throws Exception {
-        start("");
+        start();
         RawHttp.Response response = RawHttp.exchange(port,
                 "POST /form HTTP/1.0\r\nContent-Type: text/plain\r\nContent-Length: 11\r\n\r\nhello world");
         assertEquals(200, response.status());
@@ -89,7 +90,7 @@ class HttpCompatibilityTest extends StubEngineTest {
 
     @Test
     void aChunkedWorkerResponseReachesAnHttp10ClientWithALength() throws Exception {
-        start("");
+        start();
         worker().streamGate.countDown();
         try (RawHttp http = new RawHttp(port)) {
             http.send("GET /stream HTTP/1.0\r\n\r\n");
@@ -103,7 +104,7 @@ class HttpCompatibilityTest extends StubEngineTest {
 
     @Test
     void aLargeResponseReachesAnHttp10ClientWhole() throws Exception {
-        start("");
+        start();
         RawHttp.Response response = RawHttp.exchange(port, "GET /bytes?n=300000 HTTP/1.0\r\n\r\n");
         assertEquals(200, response.status());
         assertEquals("300000", response.header("content-length"));
@@ -112,7 +113,7 @@ class HttpCompatibilityTest extends StubEngineTest {
 
     @Test
     void pipelinedHttp11RequestsAreAnsweredInOrder() throws Exception {
-        start("");
+        start();
         try (RawHttp http = new RawHttp(port)) {
             http.send("GET /first HTTP/1.1\r\nHost: x\r\n\r\nGET /second HTTP/1.1\r\nHost: x\r\n\r\n"
                     + "GET /third HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
@@ -126,7 +127,7 @@ class HttpCompatibilityTest extends StubEngineTest {
 
     @Test
     void expectContinueGetsA100BeforeTheBodyIsSent() throws Exception {
-        start("");
+        start();
         try (RawHttp http = new RawHttp(port)) {
             http.send("POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nExpect: 100-continue\r\n"
                     + "Connection: close\r\n\r\n");
@@ -142,7 +143,7 @@ class HttpCompatibilityTest extends StubEngineTest {
 
     @Test
     void largeHeadersAndOddNameCaseArriveIntact() throws Exception {
-        start("");
+        start();
         String big = "v".repeat(8 * 1024);
         RawHttp.Response response = RawHttp.exchange(port, "GET /h HTTP/1.1\r\nHost: x\r\nx-CuStOm-NaMe: Odd Case\r\n"
                 + "X-Big: " + big + "\r\nConnection: close\r\n\r\n");
@@ -154,7 +155,7 @@ class HttpCompatibilityTest extends StubEngineTest {
 
     @Test
     void errorsHelidonAnswersItselfAreValveAnswers() throws Exception {
-        start("");
+        start();
         RawHttp.Response response = RawHttp.exchange(port, "GARBAGE\r\n\r\n");
         assertEquals(400, response.status());
         assertTrue(response.text().startsWith("valve: "), response.text());
@@ -164,7 +165,7 @@ class HttpCompatibilityTest extends StubEngineTest {
 
     @Test
     void aWorkerHeaderNoClientCouldAcceptGives502AndTheWorkerIsReplaced() throws Exception {
-        start("");
+        start();
         RawHttp.Response response = RawHttp.get(port, "/bad-header");
         assertEquals(502, response.status());
         assertTrue(response.text().startsWith("valve: worker 1 sent a response that is not valid HTTP"), response.text());
@@ -175,7 +176,7 @@ class HttpCompatibilityTest extends StubEngineTest {
 
     @Test
     void aClientLeavingAStreamedResponseFreesTheWorker() throws Exception {
-        start("\"queue_timeout\": 30, ");
+        start(Map.of("queue_timeout", 30));
         try (RawHttp http = new RawHttp(port)) {
             http.send("GET /stream HTTP/1.1\r\nHost: x\r\n\r\n");
             assertTrue(StubWorker.readLine(http.in).startsWith("HTTP/1.1 200"));
@@ -190,7 +191,7 @@ class HttpCompatibilityTest extends StubEngineTest {
 
     @Test
     void aQueuedRequestWhoseClientHangsUpNeverReachesAWorker() throws Exception {
-        start("");
+        start();
         try (RawHttp busy = new RawHttp(port)) {
             busy.send("GET /sleep?ms=2000 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
             Await.until("the only worker is busy", () -> worker().inFlight.get() == 1);

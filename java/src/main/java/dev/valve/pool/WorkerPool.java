@@ -160,21 +160,6 @@ public final class WorkerPool implements AutoCloseable {
         return ready;
     }
 
-    /** Leases an idle upstream if one is free and nobody waits before us; null otherwise. */
-    public Lease tryAcquire() {
-        lock.lock();
-        try {
-            if (closed || !waiters.isEmpty() || idle.isEmpty()) {
-                return null;
-            }
-            Member member = idle.pollFirst();
-            markBusy(member);
-            return new Lease(this, member);
-        } finally {
-            lock.unlock();
-        }
-    }
-
     /**
      * Leases an upstream, waiting in FIFO order for up to {@code queueTimeout}. A thread
      * interrupted while it waits (or before) leaves the queue, keeps its interrupt and gets
@@ -184,6 +169,15 @@ public final class WorkerPool implements AutoCloseable {
      *                       started, the pool is closing, or the thread was interrupted
      */
     public Lease acquire() throws PoolException {
+        return acquire(() -> {
+        });
+    }
+
+    /**
+     * As {@link #acquire()}; {@code whenQueued} runs on this thread, before it waits, only if the
+     * request has to wait in the queue (the proxy then watches for the client hanging up).
+     */
+    public Lease acquire(Runnable whenQueued) throws PoolException {
         CompletableFuture<Member> waiter = new CompletableFuture<>();
         Effects effects = new Effects();
         Member member = null;
@@ -211,7 +205,11 @@ public final class WorkerPool implements AutoCloseable {
         if (refusal != null) {
             throw refusal;
         }
-        return new Lease(this, member != null ? member : await(waiter));
+        if (member != null) {
+            return new Lease(this, member);
+        }
+        whenQueued.run();
+        return new Lease(this, await(waiter));
     }
 
     /** The most recently used idle member still alive; dead ones met on the way leave. Lock held. */

@@ -152,20 +152,19 @@ public final class ProxyHandler implements Handler {
      * out of the queue, so an abandoned request never costs a worker.
      */
     private Lease acquire() throws PoolException {
-        Lease lease = pool.tryAcquire();
         ClientConnection client = ClientConnection.current();
-        if (lease != null || client == null) {
-            return lease != null ? lease : pool.acquire();
+        if (client == null) {
+            return pool.acquire();
         }
         AtomicBoolean settled = new AtomicBoolean();
         Thread waiting = Thread.currentThread();
-        client.onHangUp(() -> {
-            if (settled.compareAndSet(false, true)) {
-                waiting.interrupt();
-            }
-        });
+        Lease lease;
         try {
-            lease = pool.acquire();
+            lease = pool.acquire(() -> client.onHangUp(() -> {
+                if (settled.compareAndSet(false, true)) {
+                    waiting.interrupt();
+                }
+            }));
         } catch (PoolException e) {
             if (settled.compareAndSet(false, true)) {
                 throw e;
