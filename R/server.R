@@ -231,7 +231,7 @@ print.valve_server <- function(x, ...) {
 check_server <- function(server, call = rlang::caller_env()) {
   if (!inherits(server, "valve_server")) {
     valve_abort(
-      "{.arg server} must be a handle returned by {.fn valve_start}, not {.obj_type_friendly {server}}.",
+      "{.arg server} must be a handle returned by {.fn valve_start}, not {not_value(server)}.",
       kind = "argument", call = call
     )
   }
