@@ -52,11 +52,11 @@ test_that("a worker that exits at once fails fast with its exit status, and noth
   api <- withr::local_tempfile(fileext = ".R", lines = c(
     "cat('giving up\\n'); quit(save = 'no', status = 3)"
   ))
-  before <- worker_pids()
+  before <- worker_pids(Sys.getpid())
   error <- expect_error(valve_start(api, port = 0), class = "valve_error_startup")
   expect_match(conditionMessage(error), "exited with status 3")
   expect_match(conditionMessage(error), "giving up")
-  expect_equal(setdiff(worker_pids(), before), integer())
+  expect_equal(setdiff(worker_pids(Sys.getpid()), before), integer())
 })
 
 # What the user sees for an error: its class, the function that reports it, and the message.
