@@ -19,21 +19,24 @@ engine_start <- function(config, call = rlang::caller_env()) {
   )
 }
 
-engine_status <- function(engine) {
-  jsonlite::fromJSON(engine_call(engine$statusJson()), simplifyVector = TRUE)
+# Each takes the `call` of the user-facing function it serves, so that an engine failure names
+# valve_workers() or valve_stop(), not these helpers.
+engine_status <- function(engine, call = rlang::caller_env()) {
+  jsonlite::fromJSON(engine_call(engine$statusJson(), call = call), simplifyVector = TRUE)
 }
 
-engine_logs <- function(engine) {
-  lines <- engine_call(engine$drainLog())
+engine_logs <- function(engine, call = rlang::caller_env()) {
+  lines <- engine_call(engine$drainLog(), call = call)
   if (is.null(lines)) character() else as.character(lines)
 }
 
-engine_running <- function(engine) {
-  isTRUE(engine_call(engine$isRunning()))
+engine_running <- function(engine, call = rlang::caller_env()) {
+  isTRUE(engine_call(engine$isRunning(), call = call))
 }
 
-engine_stop <- function(engine, grace) {
-  engine_call(engine$stop(as.double(grace)))
+# The engine bounds its own stop (grace, then SIGTERM and SIGKILL for workers): nothing here waits.
+engine_stop <- function(engine, grace, call = rlang::caller_env()) {
+  engine_call(engine$stop(as.double(grace)), call = call)
   invisible()
 }
 

@@ -47,6 +47,14 @@
 #' @param resolve_interval Service mode: seconds between look-ups of the service name.
 #' @param ... Named arguments passed on to [plumber::pr_run()] in every worker, such as
 #'   `docs = FALSE`. `host`, `port` and `quiet` are set by valve.
+#' @section Errors:
+#' Every error has class `valve_error` and one naming its cause: `valve_error_argument` (a bad
+#' argument, before anything starts), `valve_error_java` (a JVM older than 21),
+#' `valve_error_bind` (the address cannot be bound, such as a taken port), `valve_error_startup`
+#' (workers could not start; the message includes the worker's own output),
+#' `valve_error_config` (the engine rejected the configuration) and `valve_error_engine`
+#' (anything else from the engine). An error from the engine keeps the Java exception as its
+#' `parent` ([rlang::last_error()] shows it); its `jobj` is the Java object.
 #' @return A `valve_server` handle: `$url` is where it listens. Print it to see its state.
 #' @seealso [valve_run()] to serve in the foreground, [valve_stop()], [valve_workers()].
 #' @export
@@ -78,15 +86,15 @@ valve_start <- function(plumber_file = "plumber.R", host = "127.0.0.1", port = 3
     startup_timeout = startup_timeout, max_body_size = max_body_size,
     client_timeout = client_timeout, run_args = list(...), call = call
   )
-  new_valve_server(engine_start(config, call = call))
+  new_valve_server(engine_start(config, call = call), call = call)
 }
 
 # The handle: the engine and where it listens. Everything else (state, n_min, n_max, the pool)
 # is asked of the engine when needed, so it is never stale.
-new_valve_server <- function(engine) {
+new_valve_server <- function(engine, call = rlang::caller_env()) {
   server <- new.env(parent = emptyenv())
   server$engine <- engine
-  server$url <- engine_call(engine$url())
+  server$url <- engine_call(engine$url(), call = call)
   # Runs when the handle is garbage collected and, thanks to onexit, when R quits: the JVM's own
   # shutdown hooks never run under rJava. The engine bounds its own stop; a finalizer must not
   # throw, so a failure there is dropped.
@@ -165,8 +173,8 @@ start_usage <- function() {
   paste0("`", names(defaults), " = ", text, "`", collapse = ", ")
 }
 
-show_logs <- function(server) {
-  lines <- engine_logs(server$engine)
+show_logs <- function(server, call = rlang::caller_env()) {
+  lines <- engine_logs(server$engine, call = call)
   if (length(lines) > 0) {
     message(paste(lines, collapse = "\n"))
   }
