@@ -134,7 +134,7 @@ test_that("a port that is taken is a classed error that suggests port = 0 and ke
   # rlang can show it: the message, the parent and the backtrace print without touching Java.
   expect_match(paste(format(error), collapse = "\n"), "Caused by error")
 
-  # Through valve_run() the same error is valve_run()'s, and nothing is left serving.
+  # Through valve_run() the same error is valve_run()'s.
   error <- expect_error(valve_run(test_api(), port = port), class = "valve_error_bind")
   expect_identical(error$call[[1]], quote(valve_run))
   expect_equal(error$parent$jobj$kind(), "bind")
