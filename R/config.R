@@ -61,7 +61,7 @@ api_source <- function(plumber_file, file_given, dir, api, upstream, per_pod, re
   if (!is.null(upstream)) {
     if (!is.character(upstream) || length(upstream) != 1 || !grepl("^http://[^/:]+(:[0-9]+)?/?$", upstream)) {
       valve_abort(
-        c("{.arg upstream} must look like {.val http://name:port}, not {.val {format(upstream)}}.",
+        c("{.arg upstream} must look like {.val http://name:port}, not {not_value(upstream)}.",
           i = "For Kubernetes, a headless service: {.val http://api.my-namespace.svc.cluster.local:8000}."),
         kind = "argument", call = call
       )
@@ -88,9 +88,15 @@ api_source <- function(plumber_file, file_given, dir, api, upstream, per_pod, re
 }
 
 check_api_dir <- function(dir, call) {
-  if (!is.character(dir) || length(dir) != 1 || is.na(dir) || !dir.exists(dir)) {
+  if (!is.character(dir) || length(dir) != 1 || is.na(dir)) {
     valve_abort(
-      c("{.arg dir} must be an existing directory, not {.val {format(dir)}}.",
+      "{.arg dir} must be the path of an existing directory, not {not_value(dir)}.",
+      kind = "argument", call = call
+    )
+  }
+  if (!dir.exists(dir)) {
+    valve_abort(
+      c("{.arg dir} {.path {dir}} is not an existing directory.",
         i = "The working directory is {.path {getwd()}}."),
       kind = "argument", call = call
     )
@@ -159,7 +165,7 @@ check_host <- function(host, call) {
   if (!is.character(host) || length(host) != 1 || is.na(host) ||
       !grepl("^[A-Za-z0-9]([A-Za-z0-9.:-]*[A-Za-z0-9])?$|^::$", host)) {
     valve_abort(
-      c("{.arg host} must be an IP address or host name, such as {.val 127.0.0.1}, not {.val {format(host)}}.",
+      c("{.arg host} must be an IP address or host name, such as {.val 127.0.0.1}, not {not_value(host)}.",
         i = "Use {.val 0.0.0.0} to listen on every interface."),
       kind = "argument", call = call
     )
@@ -170,9 +176,9 @@ check_whole <- function(x, arg, min, max = Inf, call) {
   ok <- is.numeric(x) && length(x) == 1 && !is.na(x) && is.finite(x) &&
     x == round(x) && x >= min && x <= max
   if (!ok) {
-    range <- if (is.finite(max)) paste0("between ", min, " and ", max) else paste0(">= ", min)
+    range <- if (is.finite(max)) paste("between", min, "and", max) else paste(">=", min)
     valve_abort(
-      "{.arg {arg}} must be a whole number {range}, not {.obj_type_friendly {x}}{if (is.numeric(x) && length(x) == 1) paste0(' (', x, ')') else ''}.",
+      "{.arg {arg}} must be a whole number {range}, not {not_value(x)}.",
       kind = "argument", call = call
     )
   }
@@ -182,10 +188,24 @@ check_seconds <- function(x, arg, allow_zero = FALSE, call) {
   ok <- is.numeric(x) && length(x) == 1 && !is.na(x) && is.finite(x) &&
     (x > 0 || (allow_zero && x == 0))
   if (!ok) {
+    sign <- if (allow_zero) "non-negative" else "positive"
     valve_abort(
-      "{.arg {arg}} must be a {if (allow_zero) 'non-negative' else 'positive'} number of seconds, not {.obj_type_friendly {x}}{if (is.numeric(x) && length(x) == 1) paste0(' (', x, ')') else ''}.",
+      "{.arg {arg}} must be a {sign} number of seconds, not {not_value(x)}.",
       kind = "argument", call = call
     )
+  }
+}
+
+# What a rejected argument was, for "must be ..., not <this>.": a single number as itself
+# (`0`, `-1`, `1.5`, `Inf`), a single string quoted, anything else as its type (`NA`, `NULL`,
+# `a double vector`).
+not_value <- function(x) {
+  if (is.numeric(x) && length(x) == 1 && !is.na(x)) {
+    format(x, scientific = FALSE, digits = 15)
+  } else if (is.character(x) && length(x) == 1 && !is.na(x)) {
+    cli::format_inline("the string {.val {x}}")
+  } else {
+    cli::format_inline("{.obj_type_friendly {x}}")
   }
 }
 

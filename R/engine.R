@@ -2,6 +2,7 @@
 # engine_call(), which turns Java exceptions into classed R errors in one place.
 
 engine_class <- "dev.valve.Valve"
+config_class <- "dev.valve.ValveConfig"
 java_min_version <- 21L
 
 java_loader <- function() {
@@ -18,24 +19,31 @@ engine_start <- function(config, call = rlang::caller_env()) {
   )
 }
 
-engine_status <- function(engine) {
-  jsonlite::fromJSON(engine_call(engine$statusJson()), simplifyVector = TRUE)
+# Each takes the `call` of the user-facing function it serves, so that an engine failure names
+# valve_workers() or valve_stop(), not these helpers.
+engine_status <- function(engine, call = rlang::caller_env()) {
+  jsonlite::fromJSON(engine_call(engine$statusJson(), call = call), simplifyVector = TRUE)
 }
 
-engine_logs <- function(engine) {
-  lines <- engine_call(engine$drainLog())
+engine_logs <- function(engine, call = rlang::caller_env()) {
+  lines <- engine_call(engine$drainLog(), call = call)
   if (is.null(lines)) character() else as.character(lines)
 }
 
-engine_running <- function(engine) {
-  isTRUE(engine_call(engine$isRunning()))
+engine_running <- function(engine, call = rlang::caller_env()) {
+  isTRUE(engine_call(engine$isRunning(), call = call))
 }
 
-engine_stop <- function(engine, grace) {
-  engine_call(engine$stop(as.double(grace)))
+# The engine bounds its own stop (grace, then SIGTERM and SIGKILL for workers): nothing here waits.
+engine_stop <- function(engine, grace, call = rlang::caller_env()) {
+  engine_call(engine$stop(as.double(grace)), call = call)
   invisible()
 }
 
+# Java exceptions become errors of class valve_error_<kind>, where the kind is the
+# ValveException's (config, bind, startup) or "engine" for anything else. The Java exception
+# stays attached as the error's `parent`, so rlang::last_error() and `cnd$parent` show it and
+# `cnd$parent$jobj` is the Throwable itself (for its cause or stack trace).
 engine_call <- function(expr, call = rlang::caller_env()) {
   tryCatch(expr, Throwable = function(e) {
     java <- e$jobj
@@ -45,23 +53,50 @@ engine_call <- function(expr, call = rlang::caller_env()) {
     } else {
       "engine"
     }
-    message <- if (is.null(java)) conditionMessage(e) else java$getMessage()
     valve_abort(
-      c(engine_error_headline(kind), x = "{message}"),
+      engine_error_message(kind),
       kind = kind,
       call = call,
-      java_message = message
+      parent = java_condition(e)
     )
   })
 }
 
-engine_error_headline <- function(kind) {
+# rJava's condition for a Java exception, made safe to use as a parent: rJava's `$` method for
+# class "Throwable" sends any field it does not hold to Java, and rlang reads fields of parents
+# that a Java exception does not have. Its message is the exception's own (without the class
+# name in front) and its call is NULL, rather than rJava's internal .jcall().
+java_condition <- function(e) {
+  java <- e$jobj
+  message <- if (!is.null(java)) java$getMessage()
+  if (is.null(message) || !nzchar(message)) message <- conditionMessage(e)
+  structure(
+    list(message = message, call = NULL, jobj = java),
+    class = setdiff(class(e), c("Throwable", "Object"))
+  )
+}
+
+engine_error_message <- function(kind) {
   switch(kind,
     config = "The engine rejected the configuration.",
-    bind = "valve could not listen on the requested address.",
+    bind = c(
+      "valve could not listen on the requested address.",
+      i = "If the port is taken, use {.code port = 0} to listen on a free one (see {.code server$url})."
+    ),
     startup = "valve could not start its R workers.",
     "The valve engine failed."
   )
+}
+
+# The engine's own defaults (ValveConfig.defaultsJson()), as a named list: snake_case argument
+# name to default value. A test checks that valve_start()'s defaults are the same.
+engine_defaults <- function(call = rlang::caller_env()) {
+  check_java(call = call)
+  json <- engine_call(
+    rJava::J(config_class, class.loader = java_loader())$defaultsJson(),
+    call = call
+  )
+  jsonlite::fromJSON(as.character(json), simplifyVector = TRUE)
 }
 
 java_version <- function() {
@@ -85,7 +120,7 @@ check_java <- function(call = rlang::caller_env()) {
         "valve needs Java {java_min_version} or newer, but rJava runs Java {version} from {.path {home}}.",
         i = "Restart R with {.envvar JAVA_HOME} pointing at a JDK >= {java_min_version}, for example {.code JAVA_HOME=/usr/lib/jvm/temurin-25-jdk-amd64 R}.",
         i = "Or make it permanent with {.code R CMD javareconf JAVA_HOME=/path/to/jdk} (as root), then restart R.",
-        i = "rJava cannot switch JVMs inside a running R session."
+        i = "{.envvar JAVA_HOME} must be set before R starts: {.code Sys.setenv(JAVA_HOME = ...)} inside R is too late, as rJava cannot switch JVMs in a running session."
       ),
       kind = "java",
       call = call,

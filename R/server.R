@@ -47,6 +47,14 @@
 #' @param resolve_interval Service mode: seconds between look-ups of the service name.
 #' @param ... Named arguments passed on to [plumber::pr_run()] in every worker, such as
 #'   `docs = FALSE`. `host`, `port` and `quiet` are set by valve.
+#' @section Errors:
+#' Every error has class `valve_error` and one naming its cause: `valve_error_argument` (a bad
+#' argument, before anything starts), `valve_error_java` (a JVM older than 21),
+#' `valve_error_bind` (the address cannot be bound, such as a taken port), `valve_error_startup`
+#' (workers could not start; the message includes the worker's own output),
+#' `valve_error_config` (the engine rejected the configuration) and `valve_error_engine`
+#' (anything else from the engine). An error from the engine keeps the Java exception as its
+#' `parent` ([rlang::last_error()] shows it); its `jobj` is the Java object.
 #' @return A `valve_server` handle: `$url` is where it listens. Print it to see its state.
 #' @seealso [valve_run()] to serve in the foreground, [valve_stop()], [valve_workers()].
 #' @export
@@ -64,28 +72,33 @@ valve_start <- function(plumber_file = "plumber.R", host = "127.0.0.1", port = 3
                         startup_timeout = 60, max_body_size = 256 * 1024^2,
                         client_timeout = 30, dir = NULL, api = NULL, upstream = NULL,
                         per_pod = 1, resolve_interval = 5, ...) {
+  # valve_run() forwards its arguments here: errors then name valve_run(), the function the
+  # user called.
+  if (identical(rlang::caller_fn(), valve_run)) rlang::local_error_call(rlang::caller_env())
+  call <- rlang::current_env()
   source <- api_source(plumber_file, file_given = !missing(plumber_file), dir = dir, api = api,
-                       upstream = upstream, per_pod = per_pod, resolve_interval = resolve_interval)
+                       upstream = upstream, per_pod = per_pod, resolve_interval = resolve_interval,
+                       call = call)
   config <- valve_config(
     source = source, host = host, port = port, n_min = n_min, n_max = n_max,
     check_unused = check_unused, max_age = max_age, queue_max = queue_max,
     queue_timeout = queue_timeout, request_timeout = request_timeout,
     startup_timeout = startup_timeout, max_body_size = max_body_size,
-    client_timeout = client_timeout, run_args = list(...)
+    client_timeout = client_timeout, run_args = list(...), call = call
   )
-  engine <- engine_start(config)
-  new_valve_server(engine, config)
+  new_valve_server(engine_start(config, call = call), call = call)
 }
 
-new_valve_server <- function(engine, config) {
+# The handle: the engine and where it listens. Everything else (state, n_min, n_max, the pool)
+# is asked of the engine when needed, so it is never stale.
+new_valve_server <- function(engine, call = rlang::caller_env()) {
   server <- new.env(parent = emptyenv())
   server$engine <- engine
-  server$url <- engine_call(engine$url())
-  server$n_min <- config$n_min
-  server$n_max <- config$n_max
+  server$url <- engine_call(engine$url(), call = call)
   # Runs when the handle is garbage collected and, thanks to onexit, when R quits: the JVM's own
-  # shutdown hooks never run under rJava.
-  reg.finalizer(server, function(s) engine_stop(s$engine, grace = 0), onexit = TRUE)
+  # shutdown hooks never run under rJava. The engine bounds its own stop; a finalizer must not
+  # throw, so a failure there is dropped.
+  reg.finalizer(server, function(s) try(engine_stop(s$engine, grace = 0), silent = TRUE), onexit = TRUE)
   class(server) <- "valve_server"
   server
 }
@@ -112,7 +125,12 @@ valve_stop <- function(server, grace = 10) {
 #' lines in the console. Press Ctrl-C (Escape in RStudio) to stop; the engine and every worker
 #' are stopped before the function returns.
 #'
+#' `valve_run()` takes every argument of [valve_start()], with the same defaults:
+#' `r start_usage()`. Other named arguments are passed on to [plumber::pr_run()] in every
+#' worker, such as `docs = FALSE`.
+#'
 #' @inheritParams valve_start
+#' @inheritDotParams valve_start -plumber_file
 #' @return `NULL`, invisibly, once stopped.
 #' @seealso [valve_start()] to run in the background.
 #' @export
@@ -120,26 +138,17 @@ valve_stop <- function(server, grace = 10) {
 #' \dontrun{
 #' valve_run(system.file("examples", "hello", "plumber.R", package = "valve"), n_max = 4)
 #' }
-valve_run <- function(plumber_file = "plumber.R", host = "127.0.0.1", port = 3000,
-                      n_min = 1, n_max = 3, check_unused = 10, max_age = 300,
-                      queue_max = 1000, queue_timeout = 60, request_timeout = 300,
-                      startup_timeout = 60, max_body_size = 256 * 1024^2,
-                      client_timeout = 30, dir = NULL, api = NULL, upstream = NULL,
-                      per_pod = 1, resolve_interval = 5, ...) {
-  source <- if (missing(plumber_file)) list() else list(plumber_file = plumber_file)
-  server <- do.call(valve_start, c(source, list(
-    host = host, port = port, n_min = n_min, n_max = n_max,
-    check_unused = check_unused, max_age = max_age, queue_max = queue_max,
-    queue_timeout = queue_timeout, request_timeout = request_timeout,
-    startup_timeout = startup_timeout, max_body_size = max_body_size,
-    client_timeout = client_timeout, dir = dir, api = api, upstream = upstream,
-    per_pod = per_pod, resolve_interval = resolve_interval
-  ), list(...)))
+valve_run <- function(plumber_file = "plumber.R", ...) {
+  # Left out when missing, so that valve_start() sees it missing too (`dir =`, `api =`,
+  # `upstream =` are alternatives to it).
+  server <- if (missing(plumber_file)) valve_start(...) else valve_start(plumber_file, ...)
   on.exit(engine_stop(server$engine, grace = 0), add = TRUE)
   tryCatch(
     {
+      upstream <- list(...)[["upstream"]]
       serving <- if (is.null(upstream)) {
-        "valve is serving {.url {server$url}} with {n_min} to {n_max} worker{?s}."
+        status <- engine_status(server$engine)
+        "valve is serving {.url {server$url}} with {status$n_min} to {status$n_max} worker{?s}."
       } else {
         "valve is serving {.url {server$url}} from the pods of {.url {upstream}}."
       }
@@ -156,8 +165,16 @@ valve_run <- function(plumber_file = "plumber.R", host = "127.0.0.1", port = 300
   invisible()
 }
 
-show_logs <- function(server) {
-  lines <- engine_logs(server$engine)
+# valve_start()'s arguments and defaults as its usage shows them, for ?valve_run (roxygen).
+start_usage <- function() {
+  defaults <- formals(valve_start)
+  defaults <- defaults[names(defaults) != "..."]
+  text <- vapply(defaults, function(x) paste(deparse(x), collapse = " "), character(1))
+  paste0("`", names(defaults), " = ", text, "`", collapse = ", ")
+}
+
+show_logs <- function(server, call = rlang::caller_env()) {
+  lines <- engine_logs(server$engine, call = call)
   if (length(lines) > 0) {
     message(paste(lines, collapse = "\n"))
   }
@@ -222,7 +239,7 @@ print.valve_server <- function(x, ...) {
 check_server <- function(server, call = rlang::caller_env()) {
   if (!inherits(server, "valve_server")) {
     valve_abort(
-      "{.arg server} must be a handle returned by {.fn valve_start}, not {.obj_type_friendly {server}}.",
+      "{.arg server} must be a handle returned by {.fn valve_start}, not {not_value(server)}.",
       kind = "argument", call = call
     )
   }

@@ -3,10 +3,16 @@
 # it fails instead.
 skip_if_no_engine <- function() {
   skip_on_cran()
-  version <- tryCatch(valve:::java_version(), error = function(e) NA_character_)
-  major <- suppressWarnings(as.integer(sub("^1\\.", "", version)))
-  if (is.na(major) || major < 21) {
-    why <- paste0("valve's engine needs Java >= 21; rJava runs ", version)
+  # The package's own check, so the tests and valve_start() agree on what Java is good enough.
+  why <- tryCatch(
+    {
+      valve:::check_java()
+      NULL
+    },
+    valve_error_java = function(e) paste0("valve's engine needs Java >= 21; rJava runs ", e$java_version),
+    error = function(e) paste0("rJava cannot start a JVM: ", conditionMessage(e))
+  )
+  if (!is.null(why)) {
     if (identical(Sys.getenv("VALVE_E2E"), "required")) stop(why, call. = FALSE)
     skip(why)
   }
@@ -71,12 +77,21 @@ wait_until <- function(condition, what, timeout = 30) {
 
 rscript <- function() file.path(R.home("bin"), "Rscript")
 
-# PIDs of every valve worker process on the machine, from /proc (no ps needed).
-worker_pids <- function() {
+# PIDs of valve worker processes, from /proc (no ps needed): those started by the engine in
+# process `parent` (each worker gets it in VALVE_PARENT_PID), so that workers of other test runs
+# on the same machine are not counted. Processes may exit while we read them: they are skipped.
+worker_pids <- function(parent) {
+  read_proc <- function(pid, file) {
+    bytes <- tryCatch(
+      suppressWarnings(readBin(file.path("/proc", pid, file), "raw", 1e5)),
+      error = function(e) raw()
+    )
+    strsplit(rawToChar(replace(bytes, bytes == 0, as.raw(10))), "\n", fixed = TRUE)[[1]]
+  }
   pids <- suppressWarnings(as.integer(list.files("/proc", pattern = "^[0-9]+$")))
-  is_worker <- vapply(pids, function(pid) {
-    cmdline <- tryCatch(readBin(file.path("/proc", pid, "cmdline"), "raw", 4096), error = function(e) raw())
-    grepl("worker/worker.R", rawToChar(replace(cmdline, cmdline == 0, as.raw(32))), fixed = TRUE)
+  mine <- vapply(pids, function(pid) {
+    any(grepl("worker/worker.R", read_proc(pid, "cmdline"), fixed = TRUE)) &&
+      paste0("VALVE_PARENT_PID=", parent) %in% read_proc(pid, "environ")
   }, logical(1))
-  pids[is_worker]
+  pids[mine]
 }

@@ -39,17 +39,25 @@ test_that("a bad option exits 2 and says what is wrong", {
 })
 
 test_that("it serves a plumber file and stops gracefully on SIGTERM, leaving no worker", {
-  before <- worker_pids()
   served <- start_cli(c("-f", normalizePath(test_api()), "-n", "2", "-w", "4"), env = c(VALVE_N_MIN = "2"))
-  wait_until(function() length(setdiff(worker_pids(), before)) == 2, "VALVE_N_MIN=2 starts two workers")
+  # The launcher execs java, so the engine's PID is the process's.
+  engine <- served$process$get_pid()
+  wait_until(function() length(worker_pids(engine)) == 2, "VALVE_N_MIN=2 starts two workers")
   response <- http_get(paste0(served$url, "/pid"))
   expect_equal(response$status, 200L)
+  # The CLI handles SIGTERM once it has started (n_min workers ready) and says it serves; the
+  # port answers earlier, while the second worker may still be starting.
+  output <- character()
+  wait_until(function() {
+    output <<- c(output, served$process$read_output_lines())
+    any(grepl("valve is serving", output, fixed = TRUE))
+  }, "the CLI says it serves")
 
   served$process$signal(tools::SIGTERM)
   served$process$wait(30000)
   expect_equal(served$process$get_exit_status(), 0L)
   expect_match(paste(served$process$read_all_error_lines(), collapse = "\n"), "--workers is accepted for Valve compatibility")
-  wait_until(function() length(setdiff(worker_pids(), before)) == 0, "the workers are gone")
+  wait_until(function() length(worker_pids(engine)) == 0, "the workers are gone")
 })
 
 test_that("`valve local --dir` serves a Faucet-style directory", {

@@ -52,17 +52,92 @@ test_that("a worker that exits at once fails fast with its exit status, and noth
   api <- withr::local_tempfile(fileext = ".R", lines = c(
     "cat('giving up\\n'); quit(save = 'no', status = 3)"
   ))
-  before <- worker_pids()
+  before <- worker_pids(Sys.getpid())
   error <- expect_error(valve_start(api, port = 0), class = "valve_error_startup")
   expect_match(conditionMessage(error), "exited with status 3")
   expect_match(conditionMessage(error), "giving up")
-  expect_equal(setdiff(worker_pids(), before), integer())
+  expect_equal(setdiff(worker_pids(Sys.getpid()), before), integer())
 })
 
-test_that("a port that is taken is a classed error", {
+# What the user sees for an error: its class, the function that reports it, and the message.
+show_error <- function(expr) {
+  error <- tryCatch(expr, error = identity)
+  writeLines(format(error, backtrace = FALSE))
+}
+
+test_that("argument errors read naturally and name the function the user called", {
+  # The directory holds a plumber.R, so the default plumber_file exists and the argument is
+  # what gets reported.
+  withr::local_dir(test_path("apis"))
+  expect_snapshot({
+    show_error(valve_run(n_max = 0))
+    show_error(valve_start(n_max = 0))
+    show_error(valve_run(n_max = "4"))
+    show_error(valve_run(port = 1.5))
+    show_error(valve_run(port = 70000))
+    show_error(valve_run(max_age = -1))
+    show_error(valve_run(check_unused = NA))
+    show_error(valve_run(request_timeout = Inf))
+    show_error(valve_run(queue_max = c(1, 2)))
+    show_error(valve_run(host = 3000))
+    show_error(valve_run(n_min = 4, n_max = 2))
+    show_error(valve_run(quiet = TRUE))
+    show_error(valve_run(upstream = "api:8000"))
+    show_error(valve_run(dir = 1))
+    show_error(valve_stop("server", grace = 1))
+    show_error(valve_stop(structure(list(), class = "valve_server"), grace = -1))
+  })
+})
+
+test_that("valve_run() reports errors as its own, with their class and the call as the user wrote it", {
+  withr::local_dir(test_path("apis"))
+  error <- expect_error(valve_run(n_max = 0), class = "valve_error_argument")
+  expect_identical(error$call, quote(valve_run(n_max = 0)))
+  error <- expect_error(valve_start(n_max = 0), class = "valve_error_argument")
+  expect_identical(error$call, quote(valve_start(n_max = 0)))
+  # valve_start() called from any other function still reports itself.
+  wrapper <- function() valve_start(n_max = 0)
+  error <- expect_error(wrapper(), class = "valve_error_argument")
+  expect_identical(error$call, quote(valve_start(n_max = 0)))
+})
+
+test_that("valve_run() without plumber_file lets dir, api and upstream stand alone", {
+  # Each of these would be "Give only one of ..." if valve_run() passed its default plumber_file on.
+  error <- expect_error(valve_run(dir = test_path("apis", "plain"), n_max = 0), class = "valve_error_argument")
+  expect_match(conditionMessage(error), "`n_max` must be a whole number", fixed = TRUE)
+  error <- expect_error(valve_run(api = function() plumber::pr(), n_max = 0), class = "valve_error_argument")
+  expect_match(conditionMessage(error), "`n_max` must be a whole number", fixed = TRUE)
+  error <- expect_error(valve_run(upstream = "http://api:8000", per_pod = 0), class = "valve_error_argument")
+  expect_match(conditionMessage(error), "`per_pod` must be a whole number", fixed = TRUE)
+  # Given explicitly, it is one source too many.
+  expect_error(valve_run(test_api(), dir = test_path("apis", "plain")), "only one of", class = "valve_error_argument")
+  expect_error(valve_run("plumber.R", upstream = "http://api:8000"), "only one of", class = "valve_error_argument")
+})
+
+test_that("a port that is taken is a classed error that suggests port = 0 and keeps the Java exception", {
   server <- local_valve()
   port <- as.integer(sub(".*:", "", server$url))
-  expect_error(valve_start(test_api(), port = port), "cannot listen", class = "valve_error_bind")
+  error <- expect_error(valve_start(test_api(), port = port), class = "valve_error_bind")
+  expect_s3_class(error, "valve_error")
+  expect_match(conditionMessage(error), "could not listen on the requested address")
+  expect_match(conditionMessage(error), "use `port = 0`", fixed = TRUE)
+  expect_match(conditionMessage(error), paste0("cannot listen on 127.0.0.1:", port))
+  expect_identical(error$call[[1]], quote(valve_start))
+
+  # The parent is the engine's Java exception itself, not a copy of its text.
+  java <- error$parent
+  expect_s3_class(java, "ValveException")
+  expect_s4_class(java$jobj, "jobjRef")
+  expect_equal(java$jobj$getClass()$getName(), "dev.valve.ValveException")
+  expect_equal(java$jobj$kind(), "bind")
+  expect_equal(conditionMessage(java), java$jobj$getMessage())
+  # rlang can show it: the message, the parent and the backtrace print without touching Java.
+  expect_match(paste(format(error), collapse = "\n"), "Caused by error")
+
+  # Through valve_run() the same error is valve_run()'s.
+  error <- expect_error(valve_run(test_api(), port = port), class = "valve_error_bind")
+  expect_identical(error$call[[1]], quote(valve_run))
+  expect_equal(error$parent$jobj$kind(), "bind")
 })
 
 test_that("with a JVM older than 21 the package loads and valve_start() explains the fix", {
@@ -91,4 +166,5 @@ test_that("with a JVM older than 21 the package loads and valve_start() explains
   expect_match(output, "needs Java 21 or newer, but rJava runs Java 17")
   expect_match(output, "JAVA_HOME")
   expect_match(output, "R CMD javareconf")
+  expect_match(output, "must be set before R starts")
 })

@@ -37,6 +37,8 @@ test_that("pods from DNS share the load one request each, join and leave without
   expect_equal(sort(result$death$statuses), c(200L, 502L))
   expect_true(all(result$death$after == 200))
   expect_equal(result$death$ips, "127.0.0.3")
+  # One request per pod, as the pods themselves counted them, and as valve's counter says.
+  expect_equal(result$pod_max_in_flight, 1L)
   expect_equal(result$max_in_flight, 1L)
   expect_equal(result$cli$ips, "127.0.0.3")
   expect_equal(result$cli$status, 0L)

@@ -11,6 +11,32 @@ function(ms = 1000) {
   list(pid = Sys.getpid(), started = started, finished = as.numeric(Sys.time()))
 }
 
+# Requests this process is handling at once, as the API itself counts them. /hold answers from
+# a promise, so while it holds a request the worker is free to take another one: if valve ever
+# sent one worker two requests at once, this process would see both and say 2.
+in_flight <- 0L
+max_in_flight <- 0L
+
+#* Holds the request for `ms` milliseconds without blocking the worker, or until this process
+#* has held `until` requests at once; reports the most it ever held at once.
+#* @get /hold
+function(ms = 200, until = Inf) {
+  in_flight <<- in_flight + 1L
+  max_in_flight <<- max(max_in_flight, in_flight)
+  deadline <- Sys.time() + as.numeric(ms) / 1000
+  promises::promise(function(resolve, reject) {
+    check <- function() {
+      if (max_in_flight >= as.numeric(until) || Sys.time() >= deadline) {
+        in_flight <<- in_flight - 1L
+        resolve(list(pid = Sys.getpid(), max_in_flight = max_in_flight))
+      } else {
+        later::later(check, 0.01)
+      }
+    }
+    check()
+  })
+}
+
 #* @post /echo
 function(req) list(bytes = length(req$bodyRaw), pid = Sys.getpid())
 

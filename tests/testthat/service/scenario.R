@@ -40,14 +40,19 @@ server <- valve_start(upstream = "http://api.valve.test:8000", port = 0, resolve
 on.exit(valve_stop(server, grace = 0), add = TRUE, after = FALSE)
 pod_ips <- function() sort(sub("^pod ([0-9.]+):.*", "\\1", valve_workers(server)$name))
 
+# The most requests any pod reports having had at once, over every answer it gave.
+pod_max_in_flight <- 0L
 # Runs `n` concurrent requests; returns status and serving address of each.
 batch <- function(n, ms = 200) {
   pool <- curl::new_pool()
   got <- list()
   for (i in seq_len(n)) {
     curl::curl_fetch_multi(paste0(server$url, "/who?ms=", ms), pool = pool,
-      done = function(r) got[[length(got) + 1]] <<- list(status = r$status_code,
-        ip = if (r$status_code == 200) jsonlite::fromJSON(rawToChar(r$content))$ip else NA),
+      done = function(r) {
+        answer <- if (r$status_code == 200) jsonlite::fromJSON(rawToChar(r$content))
+        if (!is.null(answer)) pod_max_in_flight <<- max(pod_max_in_flight, answer$max_in_flight)
+        got[[length(got) + 1]] <<- list(status = r$status_code, ip = if (is.null(answer)) NA else answer$ip)
+      },
       fail = function(e) got[[length(got) + 1]] <<- list(status = NA, ip = NA))
   }
   curl::multi_run(pool = pool)
@@ -90,6 +95,7 @@ curl::multi_run(pool = pool)
 after_death <- batch(4)
 result$death <- list(statuses = unlist(doomed), after = after_death$status, ips = sort(unique(after_death$ip)))
 result$max_in_flight <- max(valve_workers(server)$max_in_flight)
+result$pod_max_in_flight <- pod_max_in_flight
 result$logs <- valve_logs(server)
 
 # The command line's service mode, against the same pods.
