@@ -79,8 +79,9 @@ rscript <- function() file.path(R.home("bin"), "Rscript")
 
 # PIDs of valve worker processes, from /proc (no ps needed): those started by the engine in
 # process `parent` (each worker gets it in VALVE_PARENT_PID), so that workers of other test runs
-# on the same machine are not counted. Processes may exit while we read them: they are skipped.
-worker_pids <- function(parent) {
+# on the same machine are not counted; every worker on the machine if `parent` is NULL.
+# Processes may exit while we read them: they are skipped.
+worker_pids <- function(parent = NULL) {
   read_proc <- function(pid, file) {
     bytes <- tryCatch(
       suppressWarnings(readBin(file.path("/proc", pid, file), "raw", 1e5)),
@@ -91,7 +92,7 @@ worker_pids <- function(parent) {
   pids <- suppressWarnings(as.integer(list.files("/proc", pattern = "^[0-9]+$")))
   mine <- vapply(pids, function(pid) {
     any(grepl("worker/worker.R", read_proc(pid, "cmdline"), fixed = TRUE)) &&
-      paste0("VALVE_PARENT_PID=", parent) %in% read_proc(pid, "environ")
+      (is.null(parent) || paste0("VALVE_PARENT_PID=", parent) %in% read_proc(pid, "environ"))
   }, logical(1))
   pids[mine]
 }
