@@ -10,7 +10,8 @@ import java.nio.charset.StandardCharsets;
 import java.util.Map;
 import java.util.stream.Stream;
 
-import dev.valve.pool.StubWorker;
+import dev.valve.testing.RawHttp;
+import dev.valve.testing.StubWorker;
 
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;

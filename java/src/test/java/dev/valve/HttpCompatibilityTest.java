@@ -10,8 +10,9 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
 
-import dev.valve.pool.Await;
-import dev.valve.pool.StubWorker;
+import dev.valve.testing.Await;
+import dev.valve.testing.RawHttp;
+import dev.valve.testing.StubWorker;
 
 import org.junit.jupiter.api.Test;
 

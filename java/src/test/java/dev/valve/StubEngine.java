@@ -5,12 +5,12 @@ import java.nio.file.Path;
 import java.util.LinkedHashMap;
 import java.util.Map;
 
+import dev.valve.log.LogSink;
+import dev.valve.testing.StubLauncher;
+import dev.valve.testing.StubWorker;
+
 import com.fasterxml.jackson.core.JsonProcessingException;
 import com.fasterxml.jackson.databind.ObjectMapper;
-
-import dev.valve.log.LogSink;
-import dev.valve.pool.StubLauncher;
-import dev.valve.pool.StubWorker;
 
 /** The real engine on a free port, with in-process stub workers instead of R. */
 final class StubEngine implements AutoCloseable {

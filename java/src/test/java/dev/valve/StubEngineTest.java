@@ -3,8 +3,8 @@ package dev.valve;
 import java.util.HashMap;
 import java.util.Map;
 
-import dev.valve.pool.StubLauncher;
-import dev.valve.pool.StubWorker;
+import dev.valve.testing.StubLauncher;
+import dev.valve.testing.StubWorker;
 
 import org.junit.jupiter.api.AfterEach;
 

@@ -20,6 +20,7 @@ import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
 
 import dev.valve.log.LogSink;
+import dev.valve.testing.Await;
 import dev.valve.worker.WorkerProtocol;
 import dev.valve.worker.WorkerSpec;
 

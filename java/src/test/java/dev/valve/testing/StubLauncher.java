@@ -1,4 +1,4 @@
-package dev.valve.pool;
+package dev.valve.testing;
 
 import java.io.IOException;
 import java.io.UncheckedIOException;
@@ -9,6 +9,10 @@ import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicInteger;
+
+import dev.valve.pool.LaunchException;
+import dev.valve.pool.Upstream;
+import dev.valve.pool.UpstreamLauncher;
 
 /** Launches {@link StubWorker}s in-process; can be told to fail, or to hold launches back. */
 public final class StubLauncher implements UpstreamLauncher {

@@ -1,4 +1,4 @@
-package dev.valve.pool;
+package dev.valve.testing;
 
 import java.time.Duration;
 import java.util.function.BooleanSupplier;

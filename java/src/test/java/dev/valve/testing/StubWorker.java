@@ -1,6 +1,7 @@
-package dev.valve.pool;
+package dev.valve.testing;
 
 import java.io.BufferedInputStream;
+import java.io.BufferedOutputStream;
 import java.io.ByteArrayOutputStream;
 import java.io.IOException;
 import java.io.InputStream;
@@ -18,11 +19,14 @@ import java.util.Map;
 import java.util.Optional;
 import java.util.Queue;
 import java.util.concurrent.ConcurrentLinkedQueue;
-import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.CopyOnWriteArrayList;
+import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.zip.CRC32;
+
+import dev.valve.pool.ManagedProcess;
+import dev.valve.pool.Upstream;
 
 /**
  * An HTTP/1.1 worker on a real loopback socket, written by hand so tests see exactly what the
@@ -148,7 +152,9 @@ public final class StubWorker implements Upstream, ManagedProcess {
     private void serve(Socket socket) {
         try (socket) {
             InputStream in = new BufferedInputStream(socket.getInputStream());
-            OutputStream out = socket.getOutputStream();
+            // Buffered past the largest write, so the last bytes of every answer leave only with
+            // the flush below: a request counts as in flight until its answer can be complete.
+            OutputStream out = new BufferedOutputStream(socket.getOutputStream(), 128 * 1024);
             String requestLine = readLine(in);
             if (requestLine == null) {
                 return;
@@ -166,6 +172,7 @@ public final class StubWorker implements Upstream, ManagedProcess {
             } finally {
                 inFlight.decrementAndGet();
             }
+            out.flush();
         } catch (IOException | InterruptedException e) {
             // The client or the test went away; a stub has nothing to clean up.
         } finally {
@@ -193,7 +200,6 @@ public final class StubWorker implements Upstream, ManagedProcess {
                     out.write(block, 0, count);
                     sent += count;
                 }
-                out.flush();
             }
             case "/stream" -> {
                 writeHead(out, 200, Map.of("Transfer-Encoding", "chunked", "Content-Type", "text/plain"));
@@ -201,7 +207,6 @@ public final class StubWorker implements Upstream, ManagedProcess {
                 streamGate.await();
                 writeChunk(out, "second\n");
                 out.write("0\r\n\r\n".getBytes(StandardCharsets.US_ASCII));
-                out.flush();
             }
             case "/status" -> {
                 int code = Integer.parseInt(param(query, "code", "204"));
@@ -225,7 +230,6 @@ public final class StubWorker implements Upstream, ManagedProcess {
                         + "\nbody=" + request.bodyLength() + "\n").getBytes(StandardCharsets.UTF_8);
                 if (request.method().equals("HEAD")) {
                     writeHead(out, 200, Map.of("Content-Length", Integer.toString(body.length)));
-                    out.flush();
                 } else {
                     send(out, 200, head, body);
                 }
@@ -249,7 +253,6 @@ public final class StubWorker implements Upstream, ManagedProcess {
         }
         writeHead(out, status, all);
         out.write(body);
-        out.flush();
     }
 
     private static void writeHead(OutputStream out, int status, Map<String, String> headers) throws IOException {

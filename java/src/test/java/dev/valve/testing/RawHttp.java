@@ -1,4 +1,4 @@
-package dev.valve;
+package dev.valve.testing;
 
 import java.io.BufferedInputStream;
 import java.io.ByteArrayOutputStream;
@@ -11,42 +11,41 @@ import java.nio.charset.StandardCharsets;
 import java.util.List;
 import java.util.Map;
 
-import dev.valve.pool.StubWorker;
 
 /**
  * A deliberately dumb HTTP/1.1 client on a raw socket: tests decide every byte sent (including
  * hop-by-hop and malformed headers, which java.net.http refuses to send) and see every byte back.
  */
-final class RawHttp implements AutoCloseable {
-    record Response(int status, Map<String, List<String>> headers, byte[] body) {
-        String text() {
+public final class RawHttp implements AutoCloseable {
+    public record Response(int status, Map<String, List<String>> headers, byte[] body) {
+        public String text() {
             return new String(body, StandardCharsets.UTF_8);
         }
 
-        String header(String name) {
+        public String header(String name) {
             List<String> values = headers.get(name.toLowerCase(java.util.Locale.ROOT));
             return values == null ? null : String.join(", ", values);
         }
     }
 
     private final Socket socket;
-    final InputStream in;
-    final OutputStream out;
+    public final InputStream in;
+    public final OutputStream out;
 
-    RawHttp(int port) throws IOException {
+    public RawHttp(int port) throws IOException {
         socket = new Socket(InetAddress.getLoopbackAddress(), port);
         socket.setSoTimeout(30_000);
         in = new BufferedInputStream(socket.getInputStream());
         out = socket.getOutputStream();
     }
 
-    void send(String head) throws IOException {
+    public void send(String head) throws IOException {
         out.write(head.getBytes(StandardCharsets.ISO_8859_1));
         out.flush();
     }
 
     /** Reads one response; {@code bodyless} for answers to HEAD. */
-    Response read(boolean bodyless) throws IOException {
+    public Response read(boolean bodyless) throws IOException {
         String statusLine = StubWorker.readLine(in);
         if (statusLine == null) {
             throw new IOException("connection closed before a response");
@@ -72,14 +71,14 @@ final class RawHttp implements AutoCloseable {
         return new Response(status, headers, body.toByteArray());
     }
 
-    static Response exchange(int port, String head) throws IOException {
+    public static Response exchange(int port, String head) throws IOException {
         try (RawHttp http = new RawHttp(port)) {
             http.send(head);
             return http.read(head.startsWith("HEAD "));
         }
     }
 
-    static Response get(int port, String target) throws IOException {
+    public static Response get(int port, String target) throws IOException {
         return exchange(port, "GET " + target + " HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
     }
 
