@@ -73,6 +73,10 @@ public final class WorkerPool implements AutoCloseable {
     private final Set<Member> busy = new LinkedHashSet<>();
     private final Deque<CompletableFuture<Member>> waiters = new ArrayDeque<>();
     private final Map<Upstream, Member> admitted = new HashMap<>();
+    /** Left since the last locked section ended; see {@link #onDeparture}. */
+    private final List<Upstream> departed = new ArrayList<>();
+    private volatile Consumer<Upstream> departureListener = upstream -> {
+    };
     private final Backoff backoff;
     /** Members in the pool, idle or busy; each is counted out exactly once, by {@link #leave}. */
     private int live;
@@ -113,6 +117,8 @@ public final class WorkerPool implements AutoCloseable {
         final List<Member> watch = new ArrayList<>(1);
         final List<Stop> stops = new ArrayList<>(1);
         final List<Runnable> failures = new ArrayList<>(1);
+        /** Upstreams that left the pool, for whoever keeps state per upstream. */
+        final List<Upstream> departed = new ArrayList<>(1);
     }
 
     private record Stop(Upstream upstream, String why) {
@@ -197,6 +203,7 @@ public final class WorkerPool implements AutoCloseable {
                     waiters.addLast(waiter);
                 }
                 planLaunches(effects);
+                takeDeparted(effects);
             }
         } finally {
             lock.unlock();
@@ -322,6 +329,7 @@ public final class WorkerPool implements AutoCloseable {
     private void leave(Member member) {
         member.gone = true;
         live--;
+        departed.add(member.upstream);
         if (!member.launched) {
             admitted.remove(member.upstream, member);
         }
@@ -364,6 +372,7 @@ public final class WorkerPool implements AutoCloseable {
         try {
             change.accept(effects);
             planLaunches(effects);
+            takeDeparted(effects);
         } finally {
             lock.unlock();
         }
@@ -397,8 +406,23 @@ public final class WorkerPool implements AutoCloseable {
         update(effects -> retryScheduled = false);
     }
 
+    /** Moves the members that left since the last locked section into its effects. Lock held. */
+    private void takeDeparted(Effects effects) {
+        effects.departed.addAll(departed);
+        departed.clear();
+    }
+
+    /**
+     * Registers what to run, outside the lock, for each upstream that leaves the pool (exits, is
+     * reaped, discarded, retired or stopped): state kept per upstream elsewhere can be dropped.
+     */
+    public void onDeparture(Consumer<Upstream> listener) {
+        departureListener = listener;
+    }
+
     /** The one place where what a locked section decided happens. Never called with the lock held. */
     private List<CompletableFuture<Upstream>> apply(Effects effects) {
+        effects.departed.forEach(departureListener);
         for (Member member : effects.watch) {
             // Outside the lock: for a process that already exited, the callback runs right here.
             member.upstream.process().ifPresent(process -> process.onExit(() -> exited(member)));
@@ -557,6 +581,7 @@ public final class WorkerPool implements AutoCloseable {
      */
     public void close(Duration grace) {
         List<Member> members = new ArrayList<>();
+        List<Upstream> left;
         boolean interrupted = false;
         lock.lock();
         try {
@@ -581,6 +606,8 @@ public final class WorkerPool implements AutoCloseable {
                 }
             }
             members.forEach(this::leave);
+            left = List.copyOf(departed);
+            departed.clear();
             idle.clear();
             busy.clear();
             allIdle.signalAll();
@@ -590,6 +617,7 @@ public final class WorkerPool implements AutoCloseable {
         if (interrupted) {
             Thread.currentThread().interrupt();
         }
+        left.forEach(departureListener);
         timer.shutdownNow();
         List<Future<?>> stops = new ArrayList<>();
         for (Member member : members) {

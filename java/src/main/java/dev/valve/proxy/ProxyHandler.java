@@ -79,6 +79,7 @@ public final class ProxyHandler implements Handler {
     private final LogSink log;
     private final StallGuard stallGuard;
     private final ErrorAnswers answers;
+    private final KeptConnections kept = new KeptConnections();
 
     /** @param stallGuard limits body reads to the client timeout; owned by the caller */
     public ProxyHandler(WorkerPool pool, Settings settings, StallGuard stallGuard, ErrorAnswers answers, LogSink log) {
@@ -87,6 +88,10 @@ public final class ProxyHandler implements Handler {
         this.stallGuard = stallGuard;
         this.answers = answers;
         this.log = log;
+        pool.onDeparture(kept::forget);
+        if (!UpstreamConnection.KEEP_ALIVE) {
+            log.add("valve", "TCP_QUICKACK is not available here: a fresh worker connection per request");
+        }
     }
 
     @Override
@@ -141,7 +146,7 @@ public final class ProxyHandler implements Handler {
                 answers.send(req, res, Failure.of(e.reason()).status, e.getMessage());
                 return;
             }
-            proxy(new UpstreamCall(lease), req, body, res);
+            proxy(new UpstreamCall(lease, kept), req, body, res);
         } catch (IOException e) {
             throw new UncheckedIOException(e);
         }
@@ -187,7 +192,7 @@ public final class ProxyHandler implements Handler {
 
     /** Everything between leasing a worker and the end of its response; the call ends on every path. */
     private void proxy(UpstreamCall call, ServerRequest req, Spool body, ServerResponse res) throws IOException {
-        UpstreamExchange.Response answer;
+        UpstreamConnection.Response answer;
         try {
             answer = call.send(req.prologue().method().text(), target(req), forwardHeaders(req), body,
                     req.prologue().method().equals(Method.HEAD), settings.requestTimeout());
@@ -282,7 +287,7 @@ public final class ProxyHandler implements Handler {
     }
 
     /** Status and end-to-end headers of the worker's answer; nothing is sent yet. */
-    private static void copyHeaders(UpstreamExchange.Response answer, ServerResponse res) {
+    private static void copyHeaders(UpstreamConnection.Response answer, ServerResponse res) {
         res.status(Status.create(answer.status(), answer.reason()));
         HopByHop hop = HopByHop.of(answer.headers());
         for (String[] header : answer.headers()) {
@@ -292,7 +297,7 @@ public final class ProxyHandler implements Handler {
         }
     }
 
-    private void relay(UpstreamCall call, UpstreamExchange.Response answer, ServerResponse res, ServerRequest req)
+    private void relay(UpstreamCall call, UpstreamConnection.Response answer, ServerResponse res, ServerRequest req)
             throws IOException {
         ClientConnection client = ClientConnection.current();
         boolean http10 = client != null && client.http10();
@@ -338,7 +343,7 @@ public final class ProxyHandler implements Handler {
      * The common case, a short body of known length: read it whole, free the worker, then send
      * it in one write, without a pump thread or a spool.
      */
-    private void sendSmall(UpstreamCall call, UpstreamExchange.Response answer, ServerResponse res) {
+    private void sendSmall(UpstreamCall call, UpstreamConnection.Response answer, ServerResponse res) {
         byte[] body;
         try {
             body = answer.body().readNBytes((int) answer.contentLength());

@@ -13,6 +13,7 @@ import java.nio.file.StandardOpenOption;
 import java.util.ArrayDeque;
 import java.util.Arrays;
 import java.util.Deque;
+import java.util.List;
 import java.util.concurrent.locks.Condition;
 import java.util.concurrent.locks.ReentrantLock;
 
@@ -197,6 +198,51 @@ final class Spool implements Closeable {
             fileWrite = 0;
         }
         return count;
+    }
+
+    /**
+     * Writes all the data of a finished spool to {@code out} without consuming it, so a request
+     * body can be sent again. Chunks held in memory are written as they are, without a copy.
+     */
+    void writeTo(OutputStream out) throws IOException {
+        List<byte[]> memory;
+        int offset;
+        long fileStart;
+        long fileEnd;
+        FileChannel source;
+        lock.lock();
+        try {
+            if (!finished || closed || failure != null) {
+                throw new IOException("only a complete body can be written out");
+            }
+            memory = List.copyOf(chunks);
+            offset = headOffset;
+            source = file;
+            fileStart = fileRead;
+            fileEnd = fileWrite;
+        } finally {
+            lock.unlock();
+        }
+        for (byte[] chunk : memory) {
+            out.write(chunk, offset, chunk.length - offset);
+            offset = 0;
+        }
+        if (source != null && fileEnd > fileStart) {
+            byte[] buffer = Buffers.take();
+            try {
+                for (long position = fileStart; position < fileEnd; ) {
+                    int count = source.read(ByteBuffer.wrap(buffer, 0, (int) Math.min(buffer.length, fileEnd - position)),
+                            position);
+                    if (count <= 0) {
+                        throw new IOException("temporary file ended early");
+                    }
+                    out.write(buffer, 0, count);
+                    position += count;
+                }
+            } finally {
+                Buffers.give(buffer);
+            }
+        }
     }
 
     /** Copies everything to {@code out}, flushing whenever the reader has caught up with the writer. */

@@ -14,6 +14,12 @@ import dev.valve.pool.Lease;
  * discarded (stopped and replaced) when it failed or may be in any doubt. Every path ends it:
  * {@link #close()} discards unless another end came first, so a try-with-resources, or the
  * thread the call is handed to, can never leave an upstream leased.
+ *
+ * <p>The request goes over the upstream's kept connection when it has one. Such a connection
+ * may have been closed by the worker since its last request; if it fails before any of the
+ * answer arrived, the request is sent once more on a fresh connection. That is safe for every
+ * method: a worker answers one request at a time, so one that sent nothing back never ran the
+ * request unless its process died, and then the fresh connection fails as well (502).
  */
 final class UpstreamCall implements AutoCloseable {
     private static final Duration CONNECT_TIMEOUT = Duration.ofSeconds(5);
@@ -30,11 +36,13 @@ final class UpstreamCall implements AutoCloseable {
     }
 
     private final Lease lease;
+    private final KeptConnections kept;
     private final AtomicBoolean ended = new AtomicBoolean();
-    private UpstreamExchange exchange;
+    private UpstreamConnection connection;
 
-    UpstreamCall(Lease lease) {
+    UpstreamCall(Lease lease, KeptConnections kept) {
         this.lease = lease;
+        this.kept = kept;
     }
 
     String upstreamName() {
@@ -42,17 +50,33 @@ final class UpstreamCall implements AutoCloseable {
     }
 
     /** Sends the request and reads the response head; on failure the call has already ended. */
-    UpstreamExchange.Response send(String method, String target, List<String[]> headers, Spool body,
-                                   boolean headRequest, Duration readTimeout) throws FailedException {
+    UpstreamConnection.Response send(String method, String target, List<String[]> headers, Spool body,
+                                     boolean headRequest, Duration readTimeout) throws FailedException {
         try {
-            exchange = UpstreamExchange.open(lease.upstream().host(), lease.upstream().port(), CONNECT_TIMEOUT,
-                    readTimeout);
-            exchange.send(method, target, headers, body);
-            return exchange.receive(headRequest);
+            connection = kept.take(lease.upstream());
+            if (connection != null) {
+                try {
+                    return exchange(method, target, headers, body, headRequest);
+                } catch (IOException e) {
+                    if (e instanceof SocketTimeoutException || connection.answered()) {
+                        throw e;
+                    }
+                    KeptConnections.closeQuietly(connection);
+                }
+            }
+            connection = UpstreamConnection.open(lease.upstream().host(), lease.upstream().port(), CONNECT_TIMEOUT,
+                    readTimeout, true);
+            return exchange(method, target, headers, body, headRequest);
         } catch (IOException e) {
             fail();
             throw new FailedException(classify(e), e);
         }
+    }
+
+    private UpstreamConnection.Response exchange(String method, String target, List<String[]> headers, Spool body,
+                                                 boolean headRequest) throws IOException {
+        connection.send(method, target, headers, body);
+        return connection.receive(headRequest);
     }
 
     /** The mapping from what went wrong on the worker leg to what the client is told. */
@@ -60,15 +84,22 @@ final class UpstreamCall implements AutoCloseable {
         if (error instanceof SocketTimeoutException) {
             return Failure.UPSTREAM_TIMEOUT;
         }
-        if (error instanceof UpstreamExchange.BadResponseException || !(error instanceof IOException)) {
+        if (error instanceof UpstreamConnection.BadResponseException || !(error instanceof IOException)) {
             return Failure.BAD_UPSTREAM_RESPONSE;
         }
         return Failure.UPSTREAM_BROKEN;
     }
 
-    /** The upstream delivered its whole response: it takes the next request. */
+    /** The upstream delivered its whole response: it takes the next request, on the same connection if it can. */
     void complete() {
-        end(false);
+        if (ended.compareAndSet(false, true)) {
+            if (connection != null && connection.reusable()) {
+                kept.park(lease.upstream(), connection);
+            } else if (connection != null) {
+                KeptConnections.closeQuietly(connection);
+            }
+            lease.release();
+        }
     }
 
     /** The client is gone: the upstream is sound, but the rest of this response is unwanted. */
@@ -92,11 +123,9 @@ final class UpstreamCall implements AutoCloseable {
             return;
         }
         try {
-            if (exchange != null) {
-                exchange.close();
+            if (connection != null) {
+                KeptConnections.closeQuietly(connection);
             }
-        } catch (IOException | RuntimeException e) {
-            // The connection is ours alone and going away either way.
         } finally {
             if (discard) {
                 lease.discard();

@@ -18,6 +18,8 @@ import java.util.Locale;
 import java.util.Map;
 import java.util.Optional;
 import java.util.Queue;
+import java.util.Set;
+import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.ConcurrentLinkedQueue;
 import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.CountDownLatch;
@@ -33,7 +35,11 @@ import dev.valve.pool.Upstream;
  * engine sends and can make it misbehave. Paths: {@code /sleep?ms=N}, {@code /echo},
  * {@code /bytes?n=N}, {@code /stream} (first chunk, then waits for {@link #streamGate}),
  * {@code /status?code=N}, {@code /die} (crashes mid-request), {@code /die-mid-body},
- * {@code /bad-header} (a header name with a space, which no client may accept).
+ * {@code /bad-header} (a header name with a space, which no client may accept),
+ * {@code /close-after} (answers, then closes the connection as it says it will).
+ *
+ * <p>Like plumber (httpuv) it keeps connections open between requests unless asked to close,
+ * and, unlike plumber, lets a test close the connections it keeps ({@link #dropIdleConnections}).
  */
 public final class StubWorker implements Upstream, ManagedProcess {
     /** What the worker received. Header names are lower case. */
@@ -45,12 +51,16 @@ public final class StubWorker implements Upstream, ManagedProcess {
     public final Queue<Received> received = new ConcurrentLinkedQueue<>();
     public final AtomicInteger inFlight = new AtomicInteger();
     public final AtomicInteger maxInFlight = new AtomicInteger();
+    /** Connections accepted: fewer than requests means connections were reused. */
+    public final AtomicInteger connections = new AtomicInteger();
 
     private final String name;
     private final ServerSocket server;
     private final AtomicBoolean alive = new AtomicBoolean(true);
     private final List<Runnable> exitCallbacks = new CopyOnWriteArrayList<>();
     private final List<Socket> open = new CopyOnWriteArrayList<>();
+    /** Connections waiting for their next request. */
+    private final Set<Socket> idle = ConcurrentHashMap.newKeySet();
 
     public StubWorker(int id) throws IOException {
         this.name = "worker " + id;
@@ -141,6 +151,7 @@ public final class StubWorker implements Upstream, ManagedProcess {
         while (alive.get()) {
             try {
                 Socket socket = server.accept();
+                connections.incrementAndGet();
                 open.add(socket);
                 Thread.ofVirtual().start(() -> serve(socket));
             } catch (IOException e) {
@@ -155,42 +166,62 @@ public final class StubWorker implements Upstream, ManagedProcess {
             // Buffered past the largest write, so the last bytes of every answer leave only with
             // the flush below: a request counts as in flight until its answer can be complete.
             OutputStream out = new BufferedOutputStream(socket.getOutputStream(), 128 * 1024);
-            String requestLine = readLine(in);
-            if (requestLine == null) {
-                return;
+            boolean keepAlive = true;
+            while (keepAlive) {
+                idle.add(socket);
+                String requestLine = readLine(in);
+                idle.remove(socket);
+                if (requestLine == null) {
+                    return;
+                }
+                String[] parts = requestLine.split(" ");
+                Map<String, List<String>> headers = readHeaders(in);
+                CRC32 crc = new CRC32();
+                long length = readBody(in, headers, crc);
+                Received request = new Received(parts[0], parts[1], headers, length, crc.getValue());
+                received.add(request);
+                keepAlive = !List.of("close").equals(headers.get("connection")) && !parts[1].equals("/close-after");
+                int now = inFlight.incrementAndGet();
+                maxInFlight.accumulateAndGet(now, Math::max);
+                try {
+                    respond(request, out, keepAlive);
+                } finally {
+                    inFlight.decrementAndGet();
+                }
+                out.flush();
             }
-            String[] parts = requestLine.split(" ");
-            Map<String, List<String>> headers = readHeaders(in);
-            CRC32 crc = new CRC32();
-            long length = readBody(in, headers, crc);
-            Received request = new Received(parts[0], parts[1], headers, length, crc.getValue());
-            received.add(request);
-            int now = inFlight.incrementAndGet();
-            maxInFlight.accumulateAndGet(now, Math::max);
-            try {
-                respond(request, out);
-            } finally {
-                inFlight.decrementAndGet();
-            }
-            out.flush();
         } catch (IOException | InterruptedException e) {
             // The client or the test went away; a stub has nothing to clean up.
         } finally {
+            idle.remove(socket);
             open.remove(socket);
         }
     }
 
-    private void respond(Received request, OutputStream out) throws IOException, InterruptedException {
+    /** Connections waiting for their next request. */
+    public int idleConnections() {
+        return idle.size();
+    }
+
+    /** Closes every connection that waits for its next request, as a worker may at any time. */
+    public void dropIdleConnections() throws IOException {
+        for (Socket socket : idle) {
+            socket.close();
+        }
+    }
+
+    private void respond(Received request, OutputStream out, boolean keepAlive) throws IOException, InterruptedException {
+        String connection = keepAlive ? null : "close";
         String path = request.target().replaceFirst("\\?.*", "");
         String query = request.target().contains("?") ? request.target().replaceFirst("^[^?]*\\?", "") : "";
         switch (path) {
             case "/sleep" -> {
                 Thread.sleep(Long.parseLong(param(query, "ms", "100")));
-                send(out, 200, Map.of("Content-Type", "text/plain"), name.getBytes(StandardCharsets.UTF_8));
+                send(out, 200, Map.of("Content-Type", "text/plain"), name.getBytes(StandardCharsets.UTF_8), connection);
             }
             case "/bytes" -> {
                 long n = Long.parseLong(param(query, "n", "10"));
-                writeHead(out, 200, Map.of("Content-Length", Long.toString(n)));
+                writeHead(out, 200, Map.of("Content-Length", Long.toString(n)), connection);
                 byte[] block = new byte[64 * 1024];
                 for (int i = 0; i < block.length; i++) {
                     block[i] = (byte) (i % 251);
@@ -202,7 +233,7 @@ public final class StubWorker implements Upstream, ManagedProcess {
                 }
             }
             case "/stream" -> {
-                writeHead(out, 200, Map.of("Transfer-Encoding", "chunked", "Content-Type", "text/plain"));
+                writeHead(out, 200, Map.of("Transfer-Encoding", "chunked", "Content-Type", "text/plain"), connection);
                 writeChunk(out, "first\n");
                 streamGate.await();
                 writeChunk(out, "second\n");
@@ -210,12 +241,12 @@ public final class StubWorker implements Upstream, ManagedProcess {
             }
             case "/status" -> {
                 int code = Integer.parseInt(param(query, "code", "204"));
-                send(out, code, Map.of("ETag", "\"v1\""), new byte[0]);
+                send(out, code, Map.of("ETag", "\"v1\""), new byte[0], connection);
             }
-            case "/bad-header" -> send(out, 200, Map.of("X Bad", "1"), "ok".getBytes(StandardCharsets.UTF_8));
+            case "/bad-header" -> send(out, 200, Map.of("X Bad", "1"), "ok".getBytes(StandardCharsets.UTF_8), connection);
             case "/die" -> crash();
             case "/die-mid-body" -> {
-                writeHead(out, 200, Map.of("Content-Length", "1000000"));
+                writeHead(out, 200, Map.of("Content-Length", "1000000"), connection);
                 out.write(new byte[1000]);
                 out.flush();
                 crash();
@@ -229,9 +260,9 @@ public final class StubWorker implements Upstream, ManagedProcess {
                 byte[] body = ("method=" + request.method() + "\ntarget=" + request.target()
                         + "\nbody=" + request.bodyLength() + "\n").getBytes(StandardCharsets.UTF_8);
                 if (request.method().equals("HEAD")) {
-                    writeHead(out, 200, Map.of("Content-Length", Integer.toString(body.length)));
+                    writeHead(out, 200, Map.of("Content-Length", Integer.toString(body.length)), connection);
                 } else {
-                    send(out, 200, head, body);
+                    send(out, 200, head, body, connection);
                 }
             }
         }
@@ -246,17 +277,22 @@ public final class StubWorker implements Upstream, ManagedProcess {
         return fallback;
     }
 
-    private static void send(OutputStream out, int status, Map<String, String> headers, byte[] body) throws IOException {
+    private static void send(OutputStream out, int status, Map<String, String> headers, byte[] body,
+                             String connection) throws IOException {
         Map<String, String> all = new LinkedHashMap<>(headers);
         if (status != 204 && status != 304) {
             all.put("Content-Length", Integer.toString(body.length));
         }
-        writeHead(out, status, all);
+        writeHead(out, status, all, connection);
         out.write(body);
     }
 
-    private static void writeHead(OutputStream out, int status, Map<String, String> headers) throws IOException {
-        StringBuilder head = new StringBuilder("HTTP/1.1 " + status + " Stub\r\nConnection: close\r\n");
+    private static void writeHead(OutputStream out, int status, Map<String, String> headers, String connection)
+            throws IOException {
+        StringBuilder head = new StringBuilder("HTTP/1.1 " + status + " Stub\r\n");
+        if (connection != null) {
+            head.append("Connection: ").append(connection).append("\r\n");
+        }
         headers.forEach((name, value) -> head.append(name).append(": ").append(value).append("\r\n"));
         out.write(head.append("\r\n").toString().getBytes(StandardCharsets.US_ASCII));
     }

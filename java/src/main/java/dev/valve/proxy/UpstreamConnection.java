@@ -16,17 +16,28 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.Locale;
 
+import jdk.net.ExtendedSocketOptions;
+
 /**
- * One HTTP/1.1 request to an upstream on a fresh connection, closed afterwards.
+ * An HTTP/1.1 connection to one upstream, for one request at a time and, when it may be kept
+ * alive, for the next ones too.
  *
  * <p>Written here rather than taken from Helidon's WebClient because a reverse proxy must send
  * the request target byte for byte: WebClient 4.5 decodes {@code %2F} to {@code /} (which changes
- * routing), regroups and reorders query parameters and rewrites {@code +}. A fresh connection per
- * request is deliberate too: plumber writes head and body in two unflushed writes, and on a
- * reused connection Nagle plus delayed ACK stalls every response by about 40 ms.
+ * routing), regroups and reorders query parameters and rewrites {@code +}.
+ *
+ * <p>Keeping the connection is what lets a worker skip a TCP handshake and connection set-up
+ * per request, but plumber (httpuv) writes head and body in two writes without
+ * {@code TCP_NODELAY}: on a reused connection Nagle plus this side's delayed ACK would stall
+ * every response by about 40 ms. Re-arming {@code TCP_QUICKACK} before every read acknowledges
+ * at once, which removes the stall; the kernel clears the mode by itself, hence every read.
+ * Where the option does not exist (not Linux) connections are not kept.
  */
-final class UpstreamExchange implements Closeable {
+final class UpstreamConnection implements Closeable {
     private static final int MAX_HEAD_BYTES = 64 * 1024;
+
+    /** Whether connections can be kept without the delayed-ACK stall on this platform. */
+    static final boolean KEEP_ALIVE = quickAckSupported();
 
     /**
      * A response head. {@link #body()} yields exactly the body bytes, decoded from chunking, and
@@ -47,37 +58,70 @@ final class UpstreamExchange implements Closeable {
     private final Socket socket;
     private final InputStream in;
     private final OutputStream out;
+    private final boolean keepAlive;
+    /** Requests sent on this connection so far. */
+    private int requests;
+    /** The current response's first byte arrived. */
+    private boolean answered;
+    /** The current response allows the connection to be used again once its body is read. */
+    private boolean reusable;
+    /** The current response's body has been read to its end (or it has none). */
+    private boolean bodyDone;
 
-    private UpstreamExchange(Socket socket) throws IOException {
+    private UpstreamConnection(Socket socket, boolean keepAlive) throws IOException {
         this.socket = socket;
+        this.keepAlive = keepAlive;
+        InputStream raw = socket.getInputStream();
         // Small buffers: most exchanges are a short head each way; bodies are copied in 64 KiB
         // blocks that pass these buffers by.
-        this.in = new BufferedInputStream(socket.getInputStream(), 8 * 1024);
+        this.in = new BufferedInputStream(keepAlive ? new QuickAckInputStream(raw) : raw, 8 * 1024);
         this.out = new BufferedOutputStream(socket.getOutputStream(), 8 * 1024);
     }
 
     /**
      * @param readTimeout how long the upstream may stay silent; past it reads throw
      *                    {@link java.net.SocketTimeoutException}
+     * @param keepAlive   ask to keep the connection for later requests (needs {@link #KEEP_ALIVE})
      */
-    static UpstreamExchange open(String host, int port, Duration connectTimeout, Duration readTimeout) throws IOException {
+    static UpstreamConnection open(String host, int port, Duration connectTimeout, Duration readTimeout,
+                                   boolean keepAlive) throws IOException {
         Socket socket = new Socket();
         try {
             socket.setTcpNoDelay(true);
             socket.connect(new InetSocketAddress(host, port), (int) connectTimeout.toMillis());
             socket.setSoTimeout((int) Math.min(Integer.MAX_VALUE, readTimeout.toMillis()));
-            return new UpstreamExchange(socket);
+            return new UpstreamConnection(socket, keepAlive && KEEP_ALIVE);
         } catch (IOException | RuntimeException e) {
             socket.close();
             throw e;
         }
     }
 
+    /** Whether a request was already sent on this connection before the current one. */
+    boolean reused() {
+        return requests > 1;
+    }
+
+    /** Whether any of the current response arrived: if not, the upstream never answered it. */
+    boolean answered() {
+        return answered;
+    }
+
+    /** Whether the next request may use this connection: the last response ended cleanly and kept it open. */
+    boolean reusable() {
+        return reusable && bodyDone && !socket.isClosed();
+    }
+
     /**
      * Sends the request. {@code headers} are name/value pairs already cleaned of hop-by-hop and
-     * framing headers; this adds {@code Connection: close} and the body's {@code Content-Length}.
+     * framing headers; this adds the body's {@code Content-Length}, and {@code Connection: close}
+     * unless the connection is kept.
      */
     void send(String method, String target, List<String[]> headers, Spool body) throws IOException {
+        requests++;
+        answered = false;
+        reusable = false;
+        bodyDone = false;
         StringBuilder head = new StringBuilder(256 + headers.size() * 32);
         head.append(method).append(' ').append(target).append(" HTTP/1.1\r\n");
         for (String[] header : headers) {
@@ -86,10 +130,10 @@ final class UpstreamExchange implements Closeable {
         if (body != null) {
             head.append("Content-Length: ").append(body.size()).append("\r\n");
         }
-        head.append("Connection: close\r\n\r\n");
+        head.append(keepAlive ? "\r\n" : "Connection: close\r\n\r\n");
         out.write(head.toString().getBytes(StandardCharsets.ISO_8859_1));
         if (body != null) {
-            body.transferTo(out);
+            body.writeTo(out);
         }
         out.flush();
     }
@@ -108,6 +152,7 @@ final class UpstreamExchange implements Closeable {
                 continue;
             }
             String reason = parts.length > 2 ? parts[2] : "";
+            reusable = keepAlive && parts[0].equals("HTTP/1.1") && !saysClose(headers);
             InputStream body = body(headRequest, status, headers);
             long length = body instanceof FixedLengthInputStream fixed ? fixed.remaining : -1;
             return new Response(status, reason, headers, body, length);
@@ -116,6 +161,7 @@ final class UpstreamExchange implements Closeable {
 
     private InputStream body(boolean headRequest, int status, List<String[]> headers) throws IOException {
         if (headRequest || status == 204 || status == 304) {
+            bodyDone = true;
             return null;
         }
         String transferEncoding = null;
@@ -129,6 +175,8 @@ final class UpstreamExchange implements Closeable {
         }
         if (transferEncoding != null) {
             if (!transferEncoding.toLowerCase(Locale.ROOT).trim().endsWith("chunked")) {
+                // Delimited by the connection's end: nothing can follow it.
+                reusable = false;
                 return in;
             }
             return new ChunkedInputStream();
@@ -144,7 +192,21 @@ final class UpstreamExchange implements Closeable {
                 throw new BadResponseException("invalid Content-Length from upstream: " + abbreviate(contentLength));
             }
         }
+        reusable = false;
         return in;
+    }
+
+    private static boolean saysClose(List<String[]> headers) {
+        for (String[] header : headers) {
+            if (header[0].equalsIgnoreCase("connection")) {
+                for (String token : header[1].split(",")) {
+                    if (token.trim().equalsIgnoreCase("close")) {
+                        return true;
+                    }
+                }
+            }
+        }
+        return false;
     }
 
     private List<String[]> readHeaders() throws IOException {
@@ -172,11 +234,13 @@ final class UpstreamExchange implements Closeable {
             if (b < 0) {
                 throw new EOFException("upstream closed the connection");
             }
+            answered = true;
             if (line.size() >= MAX_HEAD_BYTES) {
                 throw new BadResponseException("upstream line exceeds " + MAX_HEAD_BYTES + " bytes");
             }
             line.write(b);
         }
+        answered = true;
         int length = line.size();
         byte[] bytes = line.toByteArray();
         return new String(bytes, 0, length > 0 && bytes[length - 1] == '\r' ? length - 1 : length,
@@ -219,6 +283,29 @@ final class UpstreamExchange implements Closeable {
         return true;
     }
 
+    private static boolean quickAckSupported() {
+        try (Socket probe = new Socket()) {
+            return probe.supportedOptions().contains(ExtendedSocketOptions.TCP_QUICKACK);
+        } catch (IOException | RuntimeException e) {
+            return false;
+        }
+    }
+
+    /** Re-arms {@code TCP_QUICKACK} before each read from the socket (see the class comment). */
+    private final class QuickAckInputStream extends BlockInputStream {
+        private final InputStream raw;
+
+        QuickAckInputStream(InputStream raw) {
+            this.raw = raw;
+        }
+
+        @Override
+        public int read(byte[] buffer, int offset, int length) throws IOException {
+            socket.setOption(ExtendedSocketOptions.TCP_QUICKACK, true);
+            return raw.read(buffer, offset, length);
+        }
+    }
+
     private static String abbreviate(String text) {
         return text.length() <= 80 ? text : text.substring(0, 80) + "...";
     }
@@ -234,6 +321,7 @@ final class UpstreamExchange implements Closeable {
 
         FixedLengthInputStream(long length) {
             this.remaining = length;
+            bodyDone = length == 0;
         }
 
         @Override
@@ -246,6 +334,7 @@ final class UpstreamExchange implements Closeable {
                 throw new EOFException("upstream body ended " + remaining + " bytes early");
             }
             remaining -= count;
+            bodyDone = remaining == 0;
             return count;
         }
     }
@@ -272,6 +361,7 @@ final class UpstreamExchange implements Closeable {
                 if (chunkLeft == 0) {
                     readHeaders();
                     done = true;
+                    bodyDone = true;
                     return -1;
                 }
             }
