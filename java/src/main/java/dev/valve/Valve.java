@@ -54,18 +54,20 @@ public final class Valve implements AutoCloseable {
     private final LogSink log;
     private final WorkerPool pool;
     private final StallGuard stallGuard;
+    private final ProxyHandler handler;
     private final WebServer server;
     private final Path spoolDirectory;
     private final String url;
     private final ServiceDiscovery discovery;
     private final AtomicBoolean stopped = new AtomicBoolean();
 
-    private Valve(ValveConfig config, LogSink log, WorkerPool pool, StallGuard stallGuard, WebServer server,
-                  Path spoolDirectory, ServiceDiscovery discovery) {
+    private Valve(ValveConfig config, LogSink log, WorkerPool pool, StallGuard stallGuard, ProxyHandler handler,
+                  WebServer server, Path spoolDirectory, ServiceDiscovery discovery) {
         this.config = config;
         this.log = log;
         this.pool = pool;
         this.stallGuard = stallGuard;
+        this.handler = handler;
         this.discovery = discovery;
         this.server = server;
         this.spoolDirectory = spoolDirectory;
@@ -150,13 +152,14 @@ public final class Valve implements AutoCloseable {
                     server.stop();
                 }
                 pool.close();
+                handler.close();
                 stallGuard.close();
                 deleteTree(spool);
                 throw new ValveException(ValveException.BIND, "cannot listen on " + config.host() + ":"
                         + config.port() + ": " + rootMessage(e), e);
             }
             ServiceDiscovery discovery = launcher == null ? new ServiceDiscovery(config.service(), pool, log) : null;
-            Valve valve = new Valve(config, log, pool, stallGuard, server, spool, discovery);
+            Valve valve = new Valve(config, log, pool, stallGuard, handler, server, spool, discovery);
             if (discovery != null) {
                 log.add("valve", "listening on " + valve.url() + ", forwarding to the pods of " + config.upstream());
                 discovery.start();
@@ -212,6 +215,7 @@ public final class Valve implements AutoCloseable {
         }
         pool.close(ValveConfig.seconds(Math.max(0, graceSeconds)));
         server.stop();
+        handler.close();
         stallGuard.close();
         deleteTree(spoolDirectory);
         log.add("valve", "stopped");

@@ -36,6 +36,11 @@ final class KeptConnections {
         }
     }
 
+    /** The engine is stopping: no connection is kept any more. */
+    void closeAll() {
+        idle.keySet().forEach(this::forget);
+    }
+
     static void closeQuietly(UpstreamConnection connection) {
         try {
             connection.close();

@@ -41,7 +41,7 @@ import io.helidon.webserver.http.ServerResponse;
  * thread feeds the client from the spool at the client's pace, flushing whenever it catches up
  * so streamed responses stay streamed.
  */
-public final class ProxyHandler implements Handler {
+public final class ProxyHandler implements Handler, AutoCloseable {
     private static final byte[] NO_BYTES = new byte[0];
 
     /**
@@ -92,6 +92,12 @@ public final class ProxyHandler implements Handler {
         if (!UpstreamConnection.KEEP_ALIVE) {
             log.add("valve", "TCP_QUICKACK is not available here: a fresh worker connection per request");
         }
+    }
+
+    /** Closes the connections kept to workers; call once the server and the pool have stopped. */
+    @Override
+    public void close() {
+        kept.closeAll();
     }
 
     @Override

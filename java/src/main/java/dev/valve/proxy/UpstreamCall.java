@@ -7,6 +7,7 @@ import java.util.List;
 import java.util.concurrent.atomic.AtomicBoolean;
 
 import dev.valve.pool.Lease;
+import dev.valve.pool.ManagedProcess;
 
 /**
  * One request's use of one leased upstream, from the lease to exactly one end: the upstream is
@@ -93,7 +94,9 @@ final class UpstreamCall implements AutoCloseable {
     /** The upstream delivered its whole response: it takes the next request, on the same connection if it can. */
     void complete() {
         if (ended.compareAndSet(false, true)) {
-            if (connection != null && connection.reusable()) {
+            // A worker already exiting would leave its connection parked after its departure.
+            boolean alive = lease.upstream().process().map(ManagedProcess::isAlive).orElse(true);
+            if (connection != null && connection.reusable() && alive) {
                 kept.park(lease.upstream(), connection);
             } else if (connection != null) {
                 KeptConnections.closeQuietly(connection);
