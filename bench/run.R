@@ -126,6 +126,7 @@ cpu_seconds <- function(before, after, pids) {
 }
 
 rss_mib <- function(pid, field = "VmRSS") {
+  if (is.na(pid)) return(NA_real_)
   status <- tryCatch(suppressWarnings(readLines(file.path("/proc", pid, "status"))), error = function(e) character())
   line <- grep(paste0("^", field, ":"), status, value = TRUE)
   if (!length(line)) return(NA_real_)
@@ -353,29 +354,36 @@ plumbers <- lapply(seq_len(n_workers), function(i) start_plumber())
 worker_ports <- vapply(plumbers, `[[`, numeric(1), "port")
 worker_pids <- vapply(plumbers, function(w) w$process$get_pid(), integer(1))
 alone <- start_plumber()
-valve <- start_valve(n_workers, n_workers)
-valve_pid <- valve$process$get_pid()
+# A setup that does not start is reported and left out of the rounds; the others still run.
+try_start <- function(name, start) tryCatch(start(), error = function(e) {
+  fail("%s did not start, so it is not measured: %s", name, conditionMessage(e))
+  NULL
+})
+valve <- try_start("valve", function() start_valve(n_workers, n_workers))
+valve_pid <- if (!is.null(valve)) valve$process$get_pid() else NA_integer_
 rss_valve_start <- rss_mib(valve_pid)
-cli <- start_valve_cli(n_workers)
-cli_pid <- cli$process$get_pid()
+cli <- try_start("valve-cli", function() start_valve_cli(n_workers))
+cli_pid <- if (!is.null(cli)) cli$process$get_pid() else NA_integer_
 rss_cli_start <- rss_mib(cli_pid)
-haproxy <- start_haproxy(worker_ports)
-nginx <- start_nginx(worker_ports)
+haproxy <- try_start("haproxy", function() start_haproxy(worker_ports))
+nginx <- try_start("nginx", function() start_nginx(worker_ports))
 
 # front(table) and workers(table): the pids whose CPU is counted, read from a process table.
 self_and_children <- function(pid) function(table) c(pid, descendants(table, pid))
 only <- function(pids) function(table) pids
 children_of <- function(pid) function(table) descendants(table, pid)
+setup <- function(name, started, front, workers) {
+  if (is.null(started)) return(NULL)
+  list(name = name, process = started$process, port = started$port, front = front, workers = workers)
+}
 setups <- list(
-  valve = list(name = "valve", process = valve$process, port = valve$port,
-               front = only(valve_pid), workers = children_of(valve_pid)),
-  haproxy = list(name = "haproxy", process = haproxy$process, port = haproxy$port,
-                 front = self_and_children(haproxy$process$get_pid()), workers = only(worker_pids)),
-  nginx = list(name = "nginx", process = nginx$process, port = nginx$port,
-               front = self_and_children(nginx$process$get_pid()), workers = only(worker_pids)),
-  `valve-cli` = list(name = "valve-cli", process = cli$process, port = cli$port,
-                     front = only(cli_pid), workers = children_of(cli_pid))
+  valve = setup("valve", valve, only(valve_pid), children_of(valve_pid)),
+  haproxy = setup("haproxy", haproxy, self_and_children(haproxy$process$get_pid()), only(worker_pids)),
+  nginx = setup("nginx", nginx, self_and_children(nginx$process$get_pid()), only(worker_pids)),
+  `valve-cli` = setup("valve-cli", cli, only(cli_pid), children_of(cli_pid))
 )
+setups <- setups[!vapply(setups, is.null, logical(1))]
+if (!length(setups)) stop("no setup started: ", paste(failures, collapse = "; "))
 reference <- list(
   alone = list(name = "plumber alone", process = alone$process, port = alone$port,
                front = function(table) integer(), workers = only(alone$process$get_pid())),
@@ -405,10 +413,12 @@ record <- function(round, position, scenario, name, result) {
            round, scenario$name, name, result$rps, result$p50_ms, result$p99_ms, result$front_ms, result$workers_ms,
            format(result$errors))
 }
+orders <- character(rounds)
 for (round in seq_len(rounds)) {
   shift <- (round - 1) %% length(setups)
   order <- names(setups)[(seq_along(setups) - 1 + shift) %% length(setups) + 1]
-  log_line("round %d of %d: %s", round, rounds, paste(order, collapse = ", "))
+  orders[round] <- paste(order, collapse = ", ")
+  log_line("round %d of %d: %s", round, rounds, orders[round])
   for (scenario in scenarios) {
     for (i in seq_along(order)) record(round, i, scenario, order[[i]], measure(scenario, setups[[order[[i]]]]))
     # The floor for one request through any proxy, in the same round: a fresh connection straight to one worker.
@@ -455,7 +465,7 @@ fmt <- function(x, digits = 1) ifelse(is.na(x), "n/a", formatC(x, format = "f", 
 med <- function(x) if (all(is.na(x))) NA_real_ else stats::median(x, na.rm = TRUE)
 rng <- function(x, digits = 2) if (all(is.na(x))) "n/a" else sprintf("%s to %s", fmt(min(x, na.rm = TRUE), digits), fmt(max(x, na.rm = TRUE), digits))
 scenario_names <- vapply(scenarios, `[[`, character(1), "name")
-setup_names <- names(setups)
+setup_names <- c("valve", "haproxy", "nginx", "valve-cli")
 value <- function(scenario, setup, round, column) {
   x <- results[results$scenario == scenario & results$setup == setup & results$round == round, column]
   if (length(x)) x[[1]] else NA_real_
@@ -516,7 +526,7 @@ java_version <- tryCatch(system2(java_bin, "-version", stdout = TRUE, stderr = T
 machine <- sprintf("%d cores (nproc %s), %s, %s, R %s, %s, %s, nginx %s, %s",
                    parallel::detectCores(), system2("nproc", stdout = TRUE), cpu_model,
                    sub("^PRETTY_NAME=\"?([^\"]*)\"?$", "\\1", grep("^PRETTY_NAME", readLines("/etc/os-release"), value = TRUE)),
-                   getRversion(), java_version, trimws(sub(" - https.*", "", system2("haproxy", "-v", stdout = TRUE)[1])),
+                   getRversion(), java_version, trimws(sub(" - https.*", "", c(suppressWarnings(system2("haproxy", "-v", stdout = TRUE, stderr = FALSE)), "HAProxy: version unknown")[1])),
                    sub("^nginx version: nginx/", "", system2("nginx", "-v", stderr = TRUE, stdout = TRUE)[1]),
                    sub(" \\[.*", "", trimws(suppressWarnings(system2("wrk", "-v", stdout = TRUE, stderr = TRUE))[1])))
 elapsed_min <- as.numeric(difftime(Sys.time(), bench_started, units = "mins"))
@@ -533,10 +543,10 @@ report <- c(
   "**haproxy** (leastconn, `maxconn 1` per worker, queue in HAProxy, no upstream keep-alive);",
   "**nginx** (least_conn, no upstream keep-alive). HAProxy and nginx share one set of plumber workers; valve and valve-cli each run their own.",
   "Every setup is started once and kept; in each round every scenario is measured for each setup back to back,",
-  "the setups' order rotated by one per round (round 1: valve, haproxy, nginx, valve-cli; round 2: haproxy, nginx, valve-cli, valve; ...).",
-  "A ratio is computed within a round (setups measured seconds apart) and the table gives its median over rounds, with the min-max in parentheses.",
+  sprintf("the setups' order rotated by one per round (%s).", paste(sprintf("round %d: %s", seq_len(rounds), orders), collapse = "; ")),
+  "A ratio is computed within a round (setups measured seconds apart) and the table gives its median over rounds, with the min to max in parentheses.",
   "",
-  "## Ratios (req/s, and p99 latency: lower is better), median (min-max) over rounds", "", ratio_lines, "",
+  "## Ratios (req/s, and p99 latency: lower is better), median (min to max) over rounds", "", ratio_lines, "",
   "Mixed: /fast at 8 connections while 2 connections request /sleep?ms=500; its req/s and p99 are /fast's.", "",
   "## Latency at one connection (/fast, c=1)", "", latency_lines, "",
   "## Medians over rounds, with CPU per request", "",
