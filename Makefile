@@ -103,7 +103,7 @@ BENCH_APT_PACKAGES := wrk haproxy nginx-light
 bench: install
 	@missing=$$(for p in $(BENCH_APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; fi
-	timeout 1200 $(RSCRIPT) bench/run.R
+	timeout $$(awk -v r="$${BENCH_ROUNDS:-3}" -v s="$${BENCH_SECONDS:-5}" 'BEGIN { print int(900 + 50 * r * s) }') $(RSCRIPT) bench/run.R
 
 clean:
 	rm -rf $(R_LIB) $(STAMPS) check inst/java java/target
