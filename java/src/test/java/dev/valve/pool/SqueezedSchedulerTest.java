@@ -6,11 +6,9 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.io.BufferedReader;
 import java.io.IOException;
-import java.io.InputStream;
 import java.io.InputStreamReader;
 import java.io.OutputStream;
 import java.io.UncheckedIOException;
-import java.net.Socket;
 import java.nio.charset.StandardCharsets;
 import java.time.Duration;
 import java.util.ArrayList;
@@ -21,6 +19,7 @@ import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
 
 import dev.valve.testing.Await;
+import dev.valve.testing.RawHttp;
 import dev.valve.testing.StubWorker;
 
 import org.junit.jupiter.api.AfterEach;
@@ -116,7 +115,7 @@ class SqueezedSchedulerTest {
             clients.add(Thread.ofVirtual().start(() -> {
                 for (int j = 0; j < 3; j++) {
                     try (Lease lease = pool.acquire()) {
-                        if (get(lease.upstream(), "/sleep?ms=5") == 200) {
+                        if (RawHttp.get(lease.upstream().port(), "/sleep?ms=5").status() == 200) {
                             ok.incrementAndGet();
                         }
                     } catch (PoolException | IOException e) {
@@ -158,16 +157,4 @@ class SqueezedSchedulerTest {
                 "the worker was killed: nothing answered it while it was being stopped");
     }
 
-    private static int get(Upstream upstream, String target) throws IOException {
-        try (Socket socket = new Socket(upstream.host(), upstream.port())) {
-            socket.setSoTimeout((int) DEADLINE.toMillis());
-            socket.getOutputStream().write(("GET " + target + " HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
-                    .getBytes(StandardCharsets.US_ASCII));
-            InputStream in = socket.getInputStream();
-            String status = StubWorker.readLine(in);
-            // To the end: the stub counts a request in flight until it closes the connection.
-            in.transferTo(OutputStream.nullOutputStream());
-            return Integer.parseInt(status.split(" ")[1]);
-        }
-    }
 }

@@ -7,11 +7,6 @@ import static org.junit.jupiter.api.Assertions.assertSame;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import java.io.IOException;
-import java.io.InputStream;
-import java.io.OutputStream;
-import java.net.Socket;
-import java.nio.charset.StandardCharsets;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
@@ -26,6 +21,7 @@ import java.util.concurrent.atomic.AtomicLong;
 import java.util.concurrent.atomic.AtomicReference;
 
 import dev.valve.testing.Await;
+import dev.valve.testing.RawHttp;
 import dev.valve.testing.StubLauncher;
 import dev.valve.testing.StubWorker;
 
@@ -315,8 +311,8 @@ class WorkerPoolTest {
             pool.admit(b, () -> failed.add(b));
             Lease first = pool.acquire();
             Lease second = pool.acquire();
-            assertEquals(200, get(first.upstream(), "/sleep?ms=1"));
-            assertEquals(200, get(second.upstream(), "/sleep?ms=1"));
+            assertEquals(200, RawHttp.get(first.upstream().port(), "/sleep?ms=1").status());
+            assertEquals(200, RawHttp.get(second.upstream().port(), "/sleep?ms=1").status());
             assertEquals(1, a.received.size(), "each admitted upstream took one request");
             assertEquals(1, b.received.size(), "each admitted upstream took one request");
 
@@ -359,20 +355,6 @@ class WorkerPoolTest {
         } finally {
             a.stop(Duration.ZERO);
             b.stop(Duration.ZERO);
-        }
-    }
-
-    /** Sends one GET straight to an upstream and returns the status code it answered with. */
-    private static int get(Upstream upstream, String target) throws IOException {
-        try (Socket socket = new Socket(upstream.host(), upstream.port())) {
-            socket.setSoTimeout(20_000);
-            socket.getOutputStream().write(("GET " + target + " HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
-                    .getBytes(StandardCharsets.US_ASCII));
-            InputStream in = socket.getInputStream();
-            String status = StubWorker.readLine(in);
-            // To the end: the stub counts a request in flight until it closes the connection.
-            in.transferTo(OutputStream.nullOutputStream());
-            return Integer.parseInt(status.split(" ")[1]);
         }
     }
 
