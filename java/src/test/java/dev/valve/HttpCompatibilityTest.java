@@ -81,6 +81,58 @@ class HttpCompatibilityTest extends StubEngineTest {
     }
 
     @Test
+    void http10AfterHttp11OnOneConnectionIsServed() throws Exception {
+        start();
+        try (RawHttp http = new RawHttp(port)) {
+            http.send("GET /eleven HTTP/1.1\r\nHost: x\r\n\r\n");
+            assertEquals(200, http.read(false).status());
+            http.send("GET /ten HTTP/1.0\r\n\r\n");
+            RawHttp.Response response = http.read(false);
+            assertEquals(200, response.status());
+            assertTrue(response.text().contains("target=/ten\n"), response.text());
+            assertEquals(-1, http.in.read(), "the 1.0 request did not ask for keep-alive");
+        }
+    }
+
+    @Test
+    void anHttp10RequestPipelinedBehindAChunkedHttp11OneStaysInStep() throws Exception {
+        start();
+        try (RawHttp http = new RawHttp(port)) {
+            http.send("POST /chunks HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                    + "5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
+                    + "POST /after HTTP/1.0\r\nContent-Length: 2\r\n\r\nok");
+            assertTrue(http.read(false).text().contains("target=/chunks\nbody=11\n"));
+            RawHttp.Response second = http.read(false);
+            assertEquals(200, second.status());
+            assertTrue(second.text().contains("target=/after\nbody=2\n"), second.text());
+        }
+    }
+
+    @Test
+    void aClientCannotClaimToBeHttp10() throws Exception {
+        start();
+        try (RawHttp http = new RawHttp(port)) {
+            http.send("GET /stream HTTP/1.1\r\nHost: x\r\nX-Valve-Http10: 1\r\n\r\n");
+            assertTrue(StubWorker.readLine(http.in).startsWith("HTTP/1.1 200"));
+            assertEquals(List.of("chunked"), StubWorker.readHeaders(http.in).get("transfer-encoding"),
+                    "streamed as to any HTTP/1.1 client, not held back to learn its length");
+            int size = Integer.parseInt(StubWorker.readLine(http.in), 16);
+            assertEquals("first\n", new String(http.in.readNBytes(size), StandardCharsets.UTF_8));
+            worker().streamGate.countDown();
+        }
+        assertFalse(worker().received.poll().headers().containsKey("x-valve-http10"));
+    }
+
+    @Test
+    void aStreamedResponseToAClientThatAskedToCloseArrivesWhole() throws Exception {
+        start();
+        worker().streamGate.countDown();
+        RawHttp.Response response = RawHttp.exchange(port, "GET /stream HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        assertEquals(200, response.status());
+        assertEquals("first\nsecond\n", response.text());
+    }
+
+    @Test
     void http10PostDeliversItsBody() throws Exception {
         start();
         RawHttp.Response response = RawHttp.exchange(port,
@@ -124,6 +176,16 @@ class HttpCompatibilityTest extends StubEngineTest {
                 assertTrue(response.text().contains("target=" + target + "\n"), response.text());
             }
         }
+    }
+
+    @Test
+    void chunkExtensionsAndTrailersAreValidAndServed() throws Exception {
+        start();
+        RawHttp.Response response = RawHttp.exchange(port, "POST /ext HTTP/1.1\r\nHost: x\r\n"
+                + "Transfer-Encoding: chunked\r\nTrailer: X-Checksum\r\nConnection: close\r\n\r\n"
+                + "5;name=value\r\nhello\r\n6 ; quoted=\"a b\"\r\n world\r\n0\r\nX-Checksum: 42\r\n\r\n");
+        assertEquals(200, response.status(), response.text());
+        assertTrue(response.text().contains("target=/ext\nbody=11\n"), response.text());
     }
 
     @Test

@@ -27,7 +27,7 @@ import io.helidon.webserver.spi.ServerConnection;
  * One client connection: Helidon's HTTP/1.1 connection, reading the socket through valve.
  *
  * <p>Owning the reads gives valve two things Helidon's connection cannot: HTTP/1.0 requests are
- * rewritten for the HTTP/1.1 parser ({@link Http10Framing}), and while a request waits in the
+ * rewritten for the HTTP/1.1 parser ({@link RequestRewriter}), and while a request waits in the
  * queue the socket can be watched for the client hanging up ({@link #onHangUp}). Helidon handles
  * each HTTP/1 connection's requests on the connection's own thread, which is how the proxy finds
  * the connection it is serving ({@link #current()}).
@@ -47,11 +47,6 @@ final class ClientConnection implements ServerConnection, InterruptableTask<Void
     /** The connection whose request this thread is handling, or null outside a request. */
     static ClientConnection current() {
         return CURRENT.get();
-    }
-
-    /** Whether the client speaks HTTP/1.0: its responses then need a length, never chunks. */
-    boolean http10() {
-        return input.framing.legacy();
     }
 
     /**
@@ -96,14 +91,14 @@ final class ClientConnection implements ServerConnection, InterruptableTask<Void
     private static final class Input implements Supplier<byte[]> {
         private final DataReader alreadyRead;
         private final HelidonSocket socket;
-        private final Http10Framing framing;
+        private final RequestRewriter rewriter;
         /** Touched only by the connection's thread; the watch's own thread only completes it. */
         private CompletableFuture<byte[]> watched;
 
         Input(ConnectionContext context) {
             this.alreadyRead = context.dataReader();
             this.socket = context.serverSocket();
-            this.framing = new Http10Framing(authority(context.localPeer()));
+            this.rewriter = new RequestRewriter(authority(context.localPeer()));
         }
 
         @Override
@@ -116,7 +111,7 @@ final class ClientConnection implements ServerConnection, InterruptableTask<Void
             } else {
                 raw = readSocket();
             }
-            return raw == null ? null : framing.apply(raw);
+            return raw == null ? null : rewriter.apply(raw);
         }
 
         CompletableFuture<byte[]> watch() {

@@ -29,6 +29,7 @@ import io.helidon.http.ServerRequestHeaders;
 import io.helidon.http.Status;
 import io.helidon.webserver.CloseConnectionException;
 import io.helidon.webserver.http.Handler;
+import io.helidon.webserver.http.RoutingResponse;
 import io.helidon.webserver.http.ServerRequest;
 import io.helidon.webserver.http.ServerResponse;
 
@@ -63,6 +64,7 @@ public final class ProxyHandler implements Handler, AutoCloseable {
 
     /** The header that proves to a worker that a request came through valve. */
     static final HeaderName SECRET_HEADER = HeaderNames.create("X-Valve-Secret");
+    private static final HeaderName HTTP10_MARKER = HeaderNames.create(RequestRewriter.MARKER);
 
     /** What a plumber API can answer; anything else is refused here, without costing a worker. */
     private static final Set<Method> FORWARDED_METHODS = Set.of(Method.GET, Method.HEAD, Method.POST, Method.PUT,
@@ -105,7 +107,12 @@ public final class ProxyHandler implements Handler, AutoCloseable {
         forward(req, res);
         if (clientWantsClose(req)) {
             // Helidon 4.5 answers "Connection: close" but keeps the connection open
-            // (helidon-io/helidon#12324): a client reading to end-of-stream would hang.
+            // (helidon-io/helidon#12324): a client reading to end-of-stream would hang. Helidon
+            // sends the end of a streamed response only once the handler returns, so that
+            // comes first, or the close would cut it off.
+            if (res instanceof RoutingResponse routing) {
+                routing.commit();
+            }
             throw new CloseConnectionException("the client asked to close the connection");
         }
     }
@@ -274,7 +281,7 @@ public final class ProxyHandler implements Handler, AutoCloseable {
         for (Header header : in) {
             HeaderName name = header.headerName();
             if (hop.contains(header) || name.equals(HeaderNames.CONTENT_LENGTH) || name.equals(HeaderNames.EXPECT)
-                    || name.equals(SECRET_HEADER)
+                    || name.equals(SECRET_HEADER) || name.equals(HTTP10_MARKER)
                     || name.equals(HeaderNames.X_FORWARDED_FOR) || name.equals(HeaderNames.X_FORWARDED_PROTO)
                     || name.equals(HeaderNames.X_FORWARDED_HOST)) {
                 continue;
@@ -306,7 +313,7 @@ public final class ProxyHandler implements Handler, AutoCloseable {
     private void relay(UpstreamCall call, UpstreamConnection.Response answer, ServerResponse res, ServerRequest req)
             throws IOException {
         ClientConnection client = ClientConnection.current();
-        boolean http10 = client != null && client.http10();
+        boolean http10 = req.headers().contains(HTTP10_MARKER);
         if (http10 && req.headers().containsToken(HeaderValues.CONNECTION_KEEP_ALIVE)) {
             // An HTTP/1.0 client keeps the connection only when the answer says so.
             res.header(HeaderValues.CONNECTION_KEEP_ALIVE);
