@@ -92,14 +92,12 @@ role_load <- function(url, until, out) {
                curl::handle_setopt(h, post = TRUE, postfields = body, postfieldsize = length(body))
              })
       },
-      # On a fresh connection: valve serves HTTP/1.0 only on connections that start with it (an
-      # HTTP/1.0 request on a connection that served HTTP/1.1 gets 505), and curl's pool would
-      # otherwise reuse one that served HTTP/1.1.
+      # curl's pool reuses connections that served HTTP/1.1 for these, as real clients do.
       http10 = fire("http10", "/fast", function(r) grepl("true", rawToChar(r$content)),
-                    function(h) curl::handle_setopt(h, http_version = 1L, fresh_connect = TRUE)),
+                    function(h) curl::handle_setopt(h, http_version = 1L)),
       http10_keepalive = fire("http10_keepalive", "/fast", function(r) grepl("true", rawToChar(r$content)),
                               function(h) {
-                                curl::handle_setopt(h, http_version = 1L, fresh_connect = TRUE)
+                                curl::handle_setopt(h, http_version = 1L)
                                 curl::handle_setheaders(h, Connection = "keep-alive")
                               })
     )
