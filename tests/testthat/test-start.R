@@ -71,3 +71,20 @@ test_that("the worker packages are checked, not loaded, when valve starts", {
   expect_setequal(valve:::worker_packages(), c("plumber", "later"))
   expect_invisible(valve:::check_worker_packages())
 })
+
+test_that("a JVM older than 21 is reported by valve_start(), not by library(valve)", {
+  skip_on_cran()
+  # R takes its JVM from JAVA_HOME when it starts: a fresh R on the Java 17 that `make deps`
+  # installs runs the old JVM.
+  old <- Sys.glob(c("/usr/lib/jvm/java-17-openjdk-*", "/usr/lib/jvm/temurin-17-*"))
+  skip_if(length(old) == 0, "no Java 17 installed")
+  withr::local_envvar(JAVA_HOME = old[[1]])
+  out <- fresh_r(sprintf(
+    'library(valve)
+     cat("loaded\\n")
+     tryCatch(valve_start(%s, port = 0), valve_error_java = function(e) cat("java error:", e$java_version, "\\n"))',
+    deparse(normalizePath(test_api()))
+  ))
+  expect_true("loaded" %in% out)
+  expect_true(any(grepl("^java error: 17", out)))
+})
