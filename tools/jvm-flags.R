@@ -18,7 +18,10 @@ sets <- list(
   g1_periodic = c("-Xmx256m", "-XX:G1PeriodicGCInterval=2000"),
   g1_c1 = c("-Xmx256m", "-XX:TieredStopAtLevel=1"),
   serial_small = c("-Xms16m", "-Xmx256m", "-XX:+UseSerialGC"),
-  serial_small_c1 = c("-Xms16m", "-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1")
+  serial_small_c1 = c("-Xms16m", "-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1"),
+  serial_c1_mn32 = c("-Xmx256m", "-Xmn32m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1"),
+  serial_c1_mn16 = c("-Xmx256m", "-Xmn16m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1"),
+  serial_mn32 = c("-Xmx256m", "-Xmn32m", "-XX:+UseSerialGC")
 )
 if (length(args) >= 2) sets <- sets[args[-1]]
 stopifnot(nzchar(Sys.which("ab")))
