@@ -6,9 +6,12 @@
 # the first valve_start() (rJava's namespace, JVM start, Java version check, registering the
 # jars, then the engine: Helidon listening, the first worker ready, as the engine logs them)
 # and the first request; and one that times library(valve) + valve_start() + the first 200 OK
-# as a user would see it. Prints medians (min-max) in seconds.
-reps <- as.integer(commandArgs(trailingOnly = TRUE)[1])
+# as a user would see it. Prints medians (min-max) in seconds. Further arguments are JVM flags
+# to set as java.parameters first (none: valve's own choice).
+args <- commandArgs(trailingOnly = TRUE)
+reps <- as.integer(args[1])
 if (is.na(reps)) reps <- 5L
+flags <- if (length(args) > 1) sprintf("options(java.parameters = %s)\n", deparse1(args[-1])) else ""
 api <- tempfile(fileext = ".R")
 writeLines(c("#* @get /fast", "function() list(ok = TRUE)"), api)
 
@@ -53,8 +56,8 @@ names_steps <- c("library", "rjava", "jvm", "check_java", "jpackage", "to_listen
 rows <- matrix(NA_real_, reps, length(names_steps), dimnames = list(NULL, names_steps))
 user_total <- lib <- numeric(reps)
 for (i in seq_len(reps)) {
-  rows[i, ] <- run(steps)
-  user_total[i] <- run(user)
+  rows[i, ] <- run(paste0(flags, steps))
+  user_total[i] <- run(paste0(flags, user))
   lib[i] <- run(lib_only)
 }
 fmt <- function(x) sprintf("%.3f (%.3f-%.3f)", median(x), min(x), max(x))
