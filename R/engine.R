@@ -5,18 +5,62 @@ engine_class <- "dev.valve.Valve"
 config_class <- "dev.valve.ValveConfig"
 java_min_version <- 21L
 
+# The class loader that holds valve's jars, once engine_init() has made it.
 java_loader <- function() {
   get(".rJava.class.loader", envir = asNamespace("valve"))
 }
 
+# The first engine call starts the JVM (unless something else in this session already has),
+# checks its version and registers valve's jars in a class loader of valve's own. Later calls
+# return at once. Nothing of this happens when the package loads, so library(valve) is quick.
+engine_init <- function(call = rlang::caller_env()) {
+  loader <- java_loader()
+  if (!is.null(loader)) return(loader)
+  check_java(call = call)
+  # .jpackage() stores the loader in the namespace, which is locked once loaded. (R CMD check
+  # accepts unlockBinding() on the package's own namespace when it is named this way.)
+  unlockBinding(".rJava.class.loader", asNamespace("valve"))
+  on.exit(lockBinding(".rJava.class.loader", asNamespace("valve")), add = TRUE)
+  lib <- dirname(getNamespaceInfo("valve", "path"))
+  rJava::.jpackage("valve", lib.loc = lib, own.loader = TRUE)
+  java_loader()
+}
+
 # Starts the engine with a configuration list and returns the engine object.
 engine_start <- function(config, call = rlang::caller_env()) {
-  check_java(call = call)
+  if (!is.null(config$worker)) check_worker_packages(call = call)
+  loader <- engine_init(call = call)
   json <- jsonlite::toJSON(config, auto_unbox = TRUE, null = "null", digits = NA)
   engine_call(
-    rJava::J(engine_class, class.loader = java_loader())$start(as.character(json)),
+    rJava::J(engine_class, class.loader = loader)$start(as.character(json)),
     call = call
   )
+}
+
+# The packages inst/worker/worker.R loads in every worker, and this R session never does. They
+# are named by the worker's calls, quoted so that naming them loads nothing here; R CMD check
+# reads the `::` as this package's use of its Imports.
+worker_packages <- function() {
+  calls <- quote(list(plumber::plumb, later::later))
+  unique(vapply(as.list(calls)[-1], function(e) as.character(e[[2]]), character(1)))
+}
+
+# Workers are separate R processes: a package they need but cannot find would only show as a
+# worker that fails to start. Checked up front, without loading anything.
+check_worker_packages <- function(call = rlang::caller_env()) {
+  packages <- worker_packages()
+  missing <- packages[!nzchar(vapply(packages, function(p) system.file(package = p), character(1)))]
+  if (length(missing) > 0) {
+    valve_abort(
+      c(
+        "valve's workers need the package{?s} {.pkg {missing}}, which {?is/are} not installed.",
+        i = "Install {?it/them} with {.code install.packages({deparse1(missing)})}."
+      ),
+      kind = "startup",
+      call = call
+    )
+  }
+  invisible(packages)
 }
 
 # Each takes the `call` of the user-facing function it serves, so that an engine failure names
@@ -91,16 +135,16 @@ engine_error_message <- function(kind) {
 # The engine's own defaults (ValveConfig.defaultsJson()), as a named list: snake_case argument
 # name to default value. A test checks that valve_start()'s defaults are the same.
 engine_defaults <- function(call = rlang::caller_env()) {
-  check_java(call = call)
+  loader <- engine_init(call = call)
   json <- engine_call(
-    rJava::J(config_class, class.loader = java_loader())$defaultsJson(),
+    rJava::J(config_class, class.loader = loader)$defaultsJson(),
     call = call
   )
   jsonlite::fromJSON(as.character(json), simplifyVector = TRUE)
 }
 
 java_version <- function() {
-  rJava::.jinit()
+  java_start()
   rJava::.jcall("java/lang/System", "S", "getProperty", "java.specification.version")
 }
 
@@ -128,4 +172,51 @@ check_java <- function(call = rlang::caller_env()) {
     )
   }
   invisible(major)
+}
+
+#' @section Java settings:
+#' rJava runs one JVM per R session, started by the first `valve_start()` (loading valve does
+#' not start it) with the flags in `options(java.parameters = )`. If that option is unset (or
+#' holds rJava's own default, `"-Xmx512m"`), valve starts the JVM with
+#' `r paste0("\\code{", valve_java_parameters, "}", collapse = " ")`: a bounded heap, a
+#' small young generation and the serial collector keep the session's memory small under load,
+#' and compiling with C1 only saves the memory and CPU of the C2 compiler. To choose other
+#' flags, set the option before the first `valve_start()` in the session, for example
+#' `options(java.parameters = c("-Xmx1g", "-XX:+UseG1GC"))`; valve then adds none of its own.
+#' Flags cannot change once the JVM runs, so the option has no effect after the first start, or
+#' when another package started the JVM.
+#' @name valve_start
+#' @rdname valve_start
+NULL
+
+# JVM flags valve starts the JVM with when the user chose none (see ?valve_start, "Java
+# settings"). tools/jvm-flags.R measured the R session's RSS after 20k GET /fast over 8
+# connections and 100 bodies of 1 MiB (medians on a shared 2-core machine): rJava's -Xmx512m
+# (G1, C1 and C2) 417 MiB; -Xmx256m alone 342; with the serial collector 256 (G1 keeps far more
+# memory committed); with C1 only 221 (no C2 compiler memory and threads; it also started
+# Helidon sooner); with a 32 MiB young generation 190 (eden is what a proxy fills and empties;
+# 16 MiB promoted more to the old generation: 216; without C1: 225). Throughput and p99 did not
+# get worse with any of these, within the machine's noise.
+valve_java_parameters <- c("-Xmx256m", "-Xmn32m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1")
+
+# rJava's own default, which it sets as the java.parameters option when it loads if the option
+# is unset: once rJava is loaded, this value cannot be told apart from a user's choice and is
+# taken as no choice.
+rjava_default_parameters <- "-Xmx512m"
+
+# The flags for a JVM that is not running yet: the user's java.parameters option if they set
+# one, valve's otherwise. Must be read before rJava loads, as loading it sets the option.
+java_parameters <- function() {
+  user <- getOption("java.parameters")
+  chosen <- !is.null(user) &&
+    !(isNamespaceLoaded("rJava") && identical(as.character(user), rjava_default_parameters))
+  if (chosen) user else valve_java_parameters
+}
+
+# Starts the JVM unless it runs already (then the flags are ignored, as rJava can start only one
+# JVM per process).
+java_start <- function() {
+  parameters <- java_parameters()
+  rJava::.jinit(parameters = parameters)
+  invisible()
 }

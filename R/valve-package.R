@@ -1,14 +1,11 @@
 #' @keywords internal
 "_PACKAGE"
 
-# Workers run inst/worker/worker.R, which needs plumber and later in the same library: importing
-# one function of each records that need where R CMD check can see it.
-#' @importFrom later later
-#' @importFrom plumber pr
-NULL
+# Loading valve does no work: no JVM, no rJava, no plumber. The JVM starts and valve's jars are
+# registered on the first engine call (engine_init() in R/engine.R), and only workers load
+# plumber and later (worker_packages() checks that they are installed).
 
-.onLoad <- function(libname, pkgname) {
-  # A class loader of our own keeps our Helidon and Jackson apart from other rJava packages'.
-  # Loading only registers the jars: a JVM older than 21 is reported when valve starts, not here.
-  rJava::.jpackage(pkgname, lib.loc = libname, own.loader = TRUE)
-}
+# valve's own rJava class loader, which keeps our Helidon and Jackson apart from other rJava
+# packages'. rJava::.jpackage(own.loader = TRUE) sets it when the engine is first used; the
+# binding exists from the start because a loaded namespace takes no new ones.
+.rJava.class.loader <- NULL
