@@ -13,6 +13,7 @@ import java.util.Comparator;
 import java.util.HexFormat;
 import java.util.LinkedHashMap;
 import java.util.Map;
+import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.TimeoutException;
@@ -119,8 +120,11 @@ public final class Valve implements AutoCloseable {
                     .addReceiveListener(stallGuard)
                     .build();
             WebServer server = null;
+            CompletableFuture<Void> workersReady = null;
             try {
                 checkBindable(config.host(), config.port());
+                // A worker takes longer to answer than Helidon takes to start: both start at once.
+                workersReady = launcher != null ? pool.start() : null;
                 server = WebServer.builder()
                         .host(config.host())
                         .port(config.port())
@@ -165,9 +169,9 @@ public final class Valve implements AutoCloseable {
                 discovery.start();
                 return valve;
             }
-            log.add("valve", "listening on " + valve.url() + ", starting " + config.nMin() + " worker(s)");
+            log.add("valve", "listening on " + valve.url() + ", waiting for " + config.nMin() + " worker(s)");
             try {
-                pool.start().get(Math.round(config.startupTimeout() * 1000) + 5000, TimeUnit.MILLISECONDS);
+                workersReady.get(Math.round(config.startupTimeout() * 1000) + 5000, TimeUnit.MILLISECONDS);
             } catch (ExecutionException | TimeoutException | InterruptedException e) {
                 valve.stop(0);
                 String why = e instanceof ExecutionException ? e.getCause().getMessage() : "timed out";
