@@ -82,6 +82,7 @@ public final class ProxyHandler implements Handler, AutoCloseable {
     private final StallGuard stallGuard;
     private final ErrorAnswers answers;
     private final KeptConnections kept = new KeptConnections();
+    private final MemoryBudget memory = MemoryBudget.quarterOfHeap();
 
     /** @param stallGuard limits body reads to the client timeout; owned by the caller */
     public ProxyHandler(WorkerPool pool, Settings settings, StallGuard stallGuard, ErrorAnswers answers, LogSink log) {
@@ -246,7 +247,7 @@ public final class ProxyHandler implements Handler, AutoCloseable {
     }
 
     private Spool receiveBody(ServerRequest req) throws IOException {
-        Spool body = new Spool(settings.memoryBuffer(), settings.spoolDirectory());
+        Spool body = new Spool(settings.memoryBuffer(), memory, settings.spoolDirectory());
         try (InputStream in = stallGuard.guard(req.content().inputStream())) {
             body.fill(in, settings.maxBodySize());
             return body;
@@ -328,7 +329,7 @@ public final class ProxyHandler implements Handler, AutoCloseable {
             sendSmall(call, answer, res);
             return;
         }
-        Spool spool = new Spool(settings.memoryBuffer(), settings.spoolDirectory());
+        Spool spool = new Spool(settings.memoryBuffer(), memory, settings.spoolDirectory());
         try (spool) {
             Thread.ofVirtual().name("valve-pump-" + call.upstreamName()).start(() -> pump(call, answer.body(), spool));
             if (client != null) {

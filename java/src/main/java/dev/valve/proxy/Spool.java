@@ -30,6 +30,7 @@ import java.util.concurrent.locks.ReentrantLock;
  */
 final class Spool implements Closeable {
     private final int memoryLimit;
+    private final MemoryBudget budget;
     private final Path directory;
     private final ReentrantLock lock = new ReentrantLock();
     private final Condition changed = lock.newCondition();
@@ -46,10 +47,12 @@ final class Spool implements Closeable {
 
     /**
      * @param memoryLimit unread bytes kept in memory before spilling to disk
+     * @param budget      memory shared by every spool; when it is spent, bytes go to disk too
      * @param directory   where the temporary file is created
      */
-    Spool(int memoryLimit, Path directory) {
+    Spool(int memoryLimit, MemoryBudget budget, Path directory) {
         this.memoryLimit = memoryLimit;
+        this.budget = budget;
         this.directory = directory;
     }
 
@@ -63,7 +66,7 @@ final class Spool implements Closeable {
             if (closed) {
                 return;
             }
-            if (fileWrite > fileRead || memoryBytes + length > memoryLimit) {
+            if (fileWrite > fileRead || memoryBytes + length > memoryLimit || !budget.reserve(length)) {
                 if (file == null) {
                     file = openTempFile(directory);
                 }
@@ -98,6 +101,16 @@ final class Spool implements Closeable {
             failure = cause;
             finished = true;
             changed.signalAll();
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    /** Whether any bytes went to the temporary file. */
+    boolean spilled() {
+        lock.lock();
+        try {
+            return file != null;
         } finally {
             lock.unlock();
         }
@@ -178,6 +191,7 @@ final class Spool implements Closeable {
         System.arraycopy(head, headOffset, target, offset, count);
         headOffset += count;
         memoryBytes -= count;
+        budget.release(count);
         if (headOffset == head.length) {
             chunks.pollFirst();
             headOffset = 0;
@@ -286,6 +300,7 @@ final class Spool implements Closeable {
         try {
             closed = true;
             chunks.clear();
+            budget.release(memoryBytes);
             memoryBytes = 0;
             toClose = file;
             file = null;

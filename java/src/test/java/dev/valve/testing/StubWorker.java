@@ -153,6 +153,11 @@ public final class StubWorker implements Upstream, ManagedProcess {
                 Socket socket = server.accept();
                 connections.incrementAndGet();
                 open.add(socket);
+                if (!alive.get()) {
+                    // Accepted as it crashed: a killed process keeps no connection open.
+                    socket.close();
+                    return;
+                }
                 Thread.ofVirtual().start(() -> serve(socket));
             } catch (IOException e) {
                 return;
