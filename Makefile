@@ -24,7 +24,7 @@ TARBALL := valve_$(VERSION).tar.gz
 APT_PACKAGES := r-base-core r-cran-rjava r-cran-plumber r-cran-testthat \
   r-cran-cli r-cran-rlang r-cran-jsonlite r-cran-later r-cran-curl r-cran-processx \
   r-cran-withr r-cran-roxygen2 maven openjdk-17-jre-headless util-linux procps curl \
-  iproute2 dnsmasq-base r-cran-yaml
+  iproute2 dnsmasq-base r-cran-yaml nginx-light apache2-utils
 
 JAVA_SOURCES := $(shell find java/src/main -type f) java/pom.xml
 R_SOURCES := $(wildcard R/*.R) DESCRIPTION
@@ -99,7 +99,8 @@ check: java-test r-check
 
 BENCH_APT_PACKAGES := wrk haproxy nginx-light
 
-# Bounded: about 40 wrk runs of BENCH_SECONDS each, plus start-ups; the timeout is a backstop.
+# Bounded: BENCH_ROUNDS rounds (default 3) of about 40 wrk runs of BENCH_SECONDS each (default 5),
+# plus start-ups (about 14 minutes in all); the timeout, scaled to both, is a backstop.
 bench: install
 	@missing=$$(for p in $(BENCH_APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; fi
