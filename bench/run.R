@@ -571,7 +571,7 @@ report <- c(
           n_workers, fmt(rss_valve_start, 0), fmt(rss_valve_end, 0), fmt(hwm_valve, 0)),
   sprintf("- the valve-cli java process: RSS %s MiB after start, %s MiB after every round (peak %s MiB)",
           fmt(rss_cli_start, 0), fmt(rss_cli_end, 0), fmt(hwm_cli, 0)),
-  "- The JVM's heap grows lazily up to its default ceiling (a quarter of RAM); `options(java.parameters = \"-Xmx256m\")` bounds it.",
+  "- The R-hosted engine runs with valve's JVM flags (`-Xmx256m -Xmn32m -XX:+UseSerialGC -XX:TieredStopAtLevel=1`, see `?valve_start`); the CLI's JVM with the JVM's defaults (heap up to a quarter of RAM, C2), which `JAVA_TOOL_OPTIONS` can change.",
   "", "## Failures", "",
   if (length(failures)) paste("-", failures) else "None.",
   "", "## Every measurement", "", all_lines
