@@ -4,9 +4,8 @@ import java.io.IOException;
 import java.io.InputStream;
 import java.io.InterruptedIOException;
 import java.time.Duration;
-import java.util.concurrent.Executors;
-import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.ScheduledFuture;
+import java.util.concurrent.ScheduledThreadPoolExecutor;
 import java.util.concurrent.TimeUnit;
 
 import io.helidon.http.Headers;
@@ -27,7 +26,7 @@ import io.helidon.webserver.http1.Http1ConnectionListener;
 public final class StallGuard implements Http1ConnectionListener, AutoCloseable {
     private final Duration timeout;
     private final ThreadLocal<ScheduledFuture<?>> headerAlarm = new ThreadLocal<>();
-    private final ScheduledExecutorService timer = Executors.newSingleThreadScheduledExecutor(r -> {
+    private final ScheduledThreadPoolExecutor timer = new ScheduledThreadPoolExecutor(1, r -> {
         Thread thread = new Thread(r, "valve-stall-guard");
         thread.setDaemon(true);
         return thread;
@@ -35,6 +34,9 @@ public final class StallGuard implements Http1ConnectionListener, AutoCloseable 
 
     public StallGuard(Duration timeout) {
         this.timeout = timeout;
+        // An alarm is armed and cancelled for every request and every body read; left in the
+        // queue until they would have fired, cancelled alarms pile up by the hundred thousand.
+        timer.setRemoveOnCancelPolicy(true);
     }
 
     @Override
@@ -82,6 +84,11 @@ public final class StallGuard implements Http1ConnectionListener, AutoCloseable 
         alarm.cancel(false);
         // An alarm that fired just as the read returned must not leak into later work.
         return Thread.interrupted();
+    }
+
+    /** Alarms armed and not yet disarmed or fired. */
+    int pendingAlarms() {
+        return timer.getQueue().size();
     }
 
     @Override
