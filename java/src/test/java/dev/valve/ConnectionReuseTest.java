@@ -3,8 +3,6 @@ package dev.valve;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import java.io.OutputStream;
-import java.net.SocketException;
 import java.nio.charset.StandardCharsets;
 import java.util.List;
 import java.util.Map;
@@ -80,12 +78,7 @@ class ConnectionReuseTest extends StubEngineTest {
             http.send("GET /die-mid-body HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
             assertTrue(StubWorker.readLine(http.in).startsWith("HTTP/1.1 200"));
             StubWorker.readHeaders(http.in);
-            long got = 0;
-            try {
-                got = http.in.transferTo(OutputStream.nullOutputStream());
-            } catch (SocketException e) {
-                assertTrue(e.getMessage().contains("reset"), e.toString());
-            }
+            long got = http.readUntilClosed();
             assertTrue(got < 1_000_000, "got " + got + " bytes");
         }
         assertEquals(1, worker().received.stream().filter(r -> r.target().equals("/die-mid-body")).count());

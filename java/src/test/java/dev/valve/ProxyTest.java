@@ -8,8 +8,6 @@ import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.io.IOException;
-import java.io.OutputStream;
-import java.net.SocketException;
 import java.nio.charset.StandardCharsets;
 import java.util.List;
 import java.util.Map;
@@ -211,12 +209,7 @@ class ProxyTest extends StubEngineTest {
             var headers = StubWorker.readHeaders(http.in);
             assertEquals(List.of("1000000"), headers.get("content-length"));
             // Only the body may fail: a reset is as honest as an early end, a full body is not.
-            long received = 0;
-            try {
-                received = http.in.transferTo(OutputStream.nullOutputStream());
-            } catch (SocketException e) {
-                assertTrue(e.getMessage().contains("reset"), e.toString());
-            }
+            long received = http.readUntilClosed();
             assertTrue(received < 1_000_000, "got " + received + " bytes");
         }
     }

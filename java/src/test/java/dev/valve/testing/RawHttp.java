@@ -7,6 +7,7 @@ import java.io.InputStream;
 import java.io.OutputStream;
 import java.net.InetAddress;
 import java.net.Socket;
+import java.net.SocketException;
 import java.nio.charset.StandardCharsets;
 import java.util.List;
 import java.util.Map;
@@ -69,6 +70,27 @@ public final class RawHttp implements AutoCloseable {
             body.write(in.readAllBytes());
         }
         return new Response(status, headers, body.toByteArray());
+    }
+
+    /**
+     * Reads what is left until the server closes the connection and returns the byte count. A
+     * reset counts as a close, as it is an equally honest way to end a body the server could not
+     * complete; any other failure is thrown.
+     */
+    public long readUntilClosed() throws IOException {
+        byte[] buffer = new byte[64 * 1024];
+        long total = 0;
+        try {
+            int count;
+            while ((count = in.read(buffer)) >= 0) {
+                total += count;
+            }
+        } catch (SocketException e) {
+            if (e.getMessage() == null || !e.getMessage().contains("reset")) {
+                throw e;
+            }
+        }
+        return total;
     }
 
     public static Response exchange(int port, String head) throws IOException {
