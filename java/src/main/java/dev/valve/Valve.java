@@ -23,6 +23,7 @@ import java.util.logging.Logger;
 import java.util.stream.Stream;
 
 import dev.valve.log.LogSink;
+import dev.valve.pool.PoolStatus;
 import dev.valve.pool.ProcessLauncher;
 import dev.valve.pool.UpstreamLauncher;
 import dev.valve.pool.WorkerPool;
@@ -60,6 +61,7 @@ public final class Valve implements AutoCloseable {
     private final Path spoolDirectory;
     private final String url;
     private final ServiceDiscovery discovery;
+    private final IdleHeap idleHeap;
     private final AtomicBoolean stopped = new AtomicBoolean();
 
     private Valve(ValveConfig config, LogSink log, WorkerPool pool, StallGuard stallGuard, ProxyHandler handler,
@@ -72,6 +74,10 @@ public final class Valve implements AutoCloseable {
         this.discovery = discovery;
         this.server = server;
         this.spoolDirectory = spoolDirectory;
+        this.idleHeap = new IdleHeap(() -> requestsServed(pool), () -> {
+            PoolStatus now = pool.status();
+            return now.busy() == 0 && now.queued() == 0;
+        }, System::gc).start();
         // Bound once: Helidon reports port -1 after a stop, and the handle should still say where it was.
         String host = config.host().contains(":") ? "[" + config.host() + "]" : config.host();
         this.url = "http://" + host + ":" + server.port();
@@ -200,6 +206,14 @@ public final class Valve implements AutoCloseable {
         return ValveConfig.toJson(status);
     }
 
+    private static long requestsServed(WorkerPool pool) {
+        long total = 0;
+        for (PoolStatus.UpstreamStatus upstream : pool.status().upstreams()) {
+            total += upstream.requests();
+        }
+        return total;
+    }
+
     /** Engine and worker log lines since the last call. */
     public String[] drainLog() {
         return log.drain();
@@ -217,6 +231,7 @@ public final class Valve implements AutoCloseable {
         if (discovery != null) {
             discovery.close();
         }
+        idleHeap.close();
         pool.close(ValveConfig.seconds(Math.max(0, graceSeconds)));
         server.stop();
         handler.close();
