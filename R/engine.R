@@ -180,8 +180,8 @@ check_java <- function(call = rlang::caller_env()) {
 #' holds rJava's own default, `"-Xmx512m"`), valve starts the JVM with its own flags, listed
 #' with the reason for each in `system.file("jvm-flags", package = "valve")`: a bounded heap, a
 #' small young generation and the serial collector keep the session's memory small under load,
-#' the heap shrinks back when the engine falls idle after serving, and compiling with C1 only
-#' saves the memory of the C2 compiler. The command line uses the same flags. To choose other
+#' and the heap and the memory the JVM freed go back to the system when the engine falls idle
+#' after serving. The command line uses the same flags. To choose other
 #' flags, set the option before the first `valve_start()` in the session, for example
 #' `options(java.parameters = c("-Xmx1g", "-XX:+UseG1GC"))`; valve then adds none of its own.
 #' Flags cannot change once the JVM runs, so the option has no effect after the first start, or
