@@ -15,7 +15,10 @@
 #' @param host Address to listen on. The default, `"127.0.0.1"`, accepts connections from this
 #'   machine only; `"0.0.0.0"` listens on every interface.
 #' @param port Port to listen on; `0` picks a free one (see the handle's `url`).
-#' @param n_min Workers started at once and kept running even when idle.
+#' @param n_min Workers started at once and kept running even when idle. `0` scales to zero:
+#'   no worker runs until the first request, which waits for one to start (about half a
+#'   second), and idle workers are stopped down to none. A broken API is then found by the
+#'   first request (answered `503` with the worker's error) rather than by `valve_start()`.
 #' @param n_max Most workers ever running at once.
 #' @param check_unused Seconds between checks for idle workers.
 #' @param max_age Seconds a worker may stay idle before it is stopped (never below `n_min`).

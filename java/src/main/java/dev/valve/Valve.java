@@ -169,7 +169,9 @@ public final class Valve implements AutoCloseable {
                 discovery.start();
                 return valve;
             }
-            log.add("valve", "listening on " + valve.url() + ", waiting for " + config.nMin() + " worker(s)");
+            log.add("valve", "listening on " + valve.url() + (config.nMin() == 0
+                    ? ", starting workers on demand (n_min = 0)"
+                    : ", waiting for " + config.nMin() + " worker(s)"));
             try {
                 workersReady.get(Math.round(config.startupTimeout() * 1000) + 5000, TimeUnit.MILLISECONDS);
             } catch (ExecutionException | TimeoutException | InterruptedException e) {

@@ -191,6 +191,28 @@ class WorkerPoolTest {
     }
 
     @Test
+    void withNMinZeroNothingRunsUntilARequestAndIdleWorkersAreReapedToNone() throws Exception {
+        AtomicLong clock = new AtomicLong();
+        pool(0, 2, clock).start().get(10, TimeUnit.SECONDS);
+        assertEquals(0, launcher.attempts.get(), "n_min = 0 starts nothing");
+
+        Lease first = pool.acquire();
+        StubWorker cold = (StubWorker) first.upstream();
+        first.release();
+        // Every worker, the spare included, ages out: nothing is kept.
+        Await.until("the spare is ready", () -> pool.status().idle() == 2);
+        clock.addAndGet(Duration.ofMinutes(6).toNanos());
+        pool.reap();
+        assertEquals(0, pool.status().upstreams().size());
+        Await.until("the reaped workers are stopped", () -> launcher.launched.stream().noneMatch(StubWorker::isAlive));
+
+        try (Lease again = pool.acquire()) {
+            assertTrue(((StubWorker) again.upstream()).isAlive());
+            assertFalse(again.upstream() == cold, "a new worker serves after the pool emptied");
+        }
+    }
+
+    @Test
     void aFullQueueRefusesAtOnce() throws Exception {
         pool(1, 1, Duration.ofMinutes(5), 1, Duration.ofSeconds(30)).start().get(10, TimeUnit.SECONDS);
         Lease held = pool.acquire();
