@@ -32,6 +32,14 @@
 #'   are held in memory up to 1 MiB and in a temporary file beyond.
 #' @param client_timeout Seconds a client connection may stay silent (idle between requests,
 #'   or stalled while sending its headers or body) before valve closes it.
+#' @param max_requests Requests after which a worker is replaced by a fresh one (`0`: never),
+#'   as gunicorn's `max_requests`: R processes grow and do not give memory back. The worker
+#'   leaves after the response to its last request; when requests would otherwise wait for it,
+#'   its replacement starts while it serves that request.
+#' @param max_requests_jitter Up to this many more requests, drawn anew for each worker, so that
+#'   workers started together are not replaced together. Needs `max_requests`.
+#' @param max_worker_memory MiB of resident memory (RSS) above which a worker is replaced after
+#'   a request (`0`: never). Read from `/proc` after each response (Linux only).
 #' @param dir Instead of `plumber_file`: a directory served the way [plumber::plumb()] serves
 #'   `dir`. If it holds an `entrypoint.R`, each worker runs it with the worker's port in the
 #'   environment variables `VALVE_PORT`, `FAUCET_PORT` and `PLUMBER_PORT` and in
@@ -45,7 +53,8 @@
 #'   pod takes `per_pod` requests at once, with the same queue and timeouts as local workers.
 #'   The name is resolved again every `resolve_interval` seconds and after a failure: new pods
 #'   join, vanished pods are drained, and a failed look-up keeps the last known pods.
-#'   `n_min`, `n_max`, `check_unused`, `max_age` and `startup_timeout` do not apply.
+#'   `n_min`, `n_max`, `check_unused`, `max_age`, `startup_timeout` and the recycling limits
+#'   (`max_requests`, `max_worker_memory`) do not apply.
 #' @param per_pod Service mode: requests one pod may have in flight at once.
 #' @param resolve_interval Service mode: seconds between look-ups of the service name.
 #' @param ... Named arguments passed on to [plumber::pr_run()] in every worker, such as
@@ -73,7 +82,8 @@ valve_start <- function(plumber_file = "plumber.R", host = "127.0.0.1", port = 3
                         n_min = 1, n_max = 3, check_unused = 10, max_age = 300,
                         queue_max = 1000, queue_timeout = 60, request_timeout = 300,
                         startup_timeout = 60, max_body_size = 256 * 1024^2,
-                        client_timeout = 30, dir = NULL, api = NULL, upstream = NULL,
+                        client_timeout = 30, max_requests = 0, max_requests_jitter = 0,
+                        max_worker_memory = 0, dir = NULL, api = NULL, upstream = NULL,
                         per_pod = 1, resolve_interval = 5, ...) {
   # valve_run() forwards its arguments here: errors then name valve_run(), the function the
   # user called.
@@ -87,7 +97,9 @@ valve_start <- function(plumber_file = "plumber.R", host = "127.0.0.1", port = 3
     check_unused = check_unused, max_age = max_age, queue_max = queue_max,
     queue_timeout = queue_timeout, request_timeout = request_timeout,
     startup_timeout = startup_timeout, max_body_size = max_body_size,
-    client_timeout = client_timeout, run_args = list(...), call = call
+    client_timeout = client_timeout, max_requests = max_requests,
+    max_requests_jitter = max_requests_jitter, max_worker_memory = max_worker_memory,
+    run_args = list(...), call = call
   )
   new_valve_server(engine_start(config, call = call), call = call)
 }

@@ -60,6 +60,9 @@ public final class Main {
             Option.engine("startup-timeout", null, "seconds a worker may take to start"),
             Option.engine("max-body-size", null, "largest request body in bytes (then 413)"),
             Option.engine("client-timeout", null, "seconds a client may stay silent"),
+            Option.engine("max-requests", null, "requests after which a worker is replaced (0: never)"),
+            Option.engine("max-requests-jitter", null, "up to this many more requests, drawn per worker"),
+            Option.engine("max-worker-memory", null, "MiB of resident memory above which a worker is replaced (0: never)"),
             new Option("rscript", null, "VALVE_RSCRIPT", WorkerSpec.DEFAULT_RSCRIPT, "the Rscript that runs workers"),
             new Option("workers", "-w", "VALVE_WORKERS", null, "accepted for Valve compatibility and ignored: "
                     + "valve needs no thread setting (one virtual thread per request)"));
@@ -202,6 +205,9 @@ public final class Main {
         Double startupTimeout = number(values, "startup-timeout");
         Long maxBodySize = whole(values, "max-body-size");
         Double clientTimeout = number(values, "client-timeout");
+        Integer maxRequests = integer(values, "max-requests");
+        Integer maxRequestsJitter = integer(values, "max-requests-jitter");
+        Integer maxWorkerMemory = integer(values, "max-worker-memory");
         Integer perPod = integer(values, "per-pod");
         Double resolveInterval = number(values, "resolve-interval");
         String serviceUrl = values.get("service-url");
@@ -212,8 +218,8 @@ public final class Main {
                     : WorkerSpec.of(WorkerSpec.FILE, Path.of(values.get("file")), values.get("rscript"));
         }
         ValveConfig config = new ValveConfig(values.get("host"), port, nMin, nMax, checkUnused, maxAge, queueMax,
-                queueTimeout, requestTimeout, startupTimeout, maxBodySize, null, clientTimeout, serviceUrl, perPod,
-                resolveInterval, worker);
+                queueTimeout, requestTimeout, startupTimeout, maxBodySize, null, clientTimeout, maxRequests,
+                maxRequestsJitter, maxWorkerMemory, serviceUrl, perPod, resolveInterval, worker);
         if (worker != null) {
             WorkerProtocol.installedScript();
         }

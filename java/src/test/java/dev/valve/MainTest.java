@@ -79,8 +79,8 @@ class MainTest {
     void defaultsAreTheEngines() {
         Map<String, String> values = Main.parse(new String[0], Map.of());
         for (String name : new String[] {"host", "port", "n-min", "n-max", "check-unused", "max-age", "queue-max",
-            "queue-timeout", "request-timeout", "startup-timeout", "max-body-size", "client-timeout", "per-pod",
-            "resolve-interval"}) {
+            "queue-timeout", "request-timeout", "startup-timeout", "max-body-size", "client-timeout", "max-requests",
+            "max-requests-jitter", "max-worker-memory", "per-pod", "resolve-interval"}) {
             assertEquals(ValveConfig.number(ValveConfig.defaultOf(name.replace('-', '_'))), values.get(name), name);
         }
         assertEquals("268435456", values.get("max-body-size"));

@@ -16,6 +16,7 @@ import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
 import java.util.concurrent.ScheduledExecutorService;
+import java.util.concurrent.ThreadLocalRandom;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.TimeoutException;
 import java.util.concurrent.locks.Condition;
@@ -32,7 +33,9 @@ import dev.valve.pool.PoolException.Reason;
  * <p>Rules: an upstream that frees up goes straight to the longest-waiting request (never to a
  * newcomer); launches follow {@link Scaling}; idle upstreams are reused most recently used first,
  * and those older than {@code maxAge} are stopped down to {@code nMin}; dead upstreams leave the
- * pool at once and are replaced when needed. Launch failures and crashes go through
+ * pool at once and are replaced when needed. A launched upstream that reached its
+ * {@link Recycling} limit leaves after its request; it no longer counts for {@link Scaling}, so
+ * its replacement starts while it finishes when requests would otherwise wait. Launch failures and crashes go through
  * {@link Backoff}, so a broken API never makes the engine spin.
  *
  * <p>Upstreams come two ways. Launched ones belong to the pool: it watches their process, reaps
@@ -47,6 +50,7 @@ public final class WorkerPool implements AutoCloseable {
     private static final Duration BACKOFF_BASE = Duration.ofMillis(250);
     private static final Duration BACKOFF_MAX = Duration.ofSeconds(30);
     private static final Duration STOP_GRACE = Duration.ofSeconds(3);
+    private static final long MIB = 1024 * 1024;
     /** Beyond a stop's own bound (grace, then as long again after SIGKILL), for a loaded machine. */
     private static final Duration STOP_MARGIN = Duration.ofSeconds(2);
 
@@ -80,6 +84,8 @@ public final class WorkerPool implements AutoCloseable {
     private final Backoff backoff;
     /** Members in the pool, idle or busy; each is counted out exactly once, by {@link #leave}. */
     private int live;
+    /** Members of {@code live} that leave once their request is done ({@link Member#leaving}). */
+    private int outgoing;
     private int starting;
     private int nextId = 1;
     private boolean closed;
@@ -96,11 +102,14 @@ public final class WorkerPool implements AutoCloseable {
         final Runnable onFailure;
         long idleSince;
         long requests;
+        /** Requests after which it is recycled; 0 for never. */
+        long requestLimit;
         int inFlight;
         int maxInFlight;
         /** Out of the pool: never parked, handed out or counted again. */
         boolean gone;
-        boolean retiring;
+        /** Why it leaves once its request is done; null while it stays. */
+        String leaving;
 
         Member(Upstream upstream, boolean launched, Runnable onFailure) {
             this.upstream = upstream;
@@ -275,12 +284,16 @@ public final class WorkerPool implements AutoCloseable {
 
     /** Called once per lease by {@link Lease}. */
     void giveBack(Member member, boolean discard) {
+        // A file read, however small: never under the lock.
+        long resident = !discard && member.launched && config.recycling().checksMemory()
+                ? member.upstream.process().map(ManagedProcess::residentBytes).orElse(-1L)
+                : -1;
         update(effects -> {
             member.inFlight--;
             busy.remove(member);
             // A gone member is already out: its process exited, or close() took it.
             if (!member.gone) {
-                takeBack(member, discard, effects);
+                takeBack(member, discard, resident, effects);
             }
             if (busy.isEmpty()) {
                 allIdle.signalAll();
@@ -288,7 +301,7 @@ public final class WorkerPool implements AutoCloseable {
         });
     }
 
-    private void takeBack(Member member, boolean discard, Effects effects) {
+    private void takeBack(Member member, boolean discard, long resident, Effects effects) {
         if (!isAlive(member)) {
             died(member);
         } else if (discard) {
@@ -298,11 +311,35 @@ public final class WorkerPool implements AutoCloseable {
             } else {
                 effects.failures.add(member.onFailure);
             }
-        } else if (member.retiring) {
-            leave(member);
         } else {
             backoff.success();
-            handOff(member);
+            if (member.leaving != null) {
+                leaveAfterRequest(member, member.leaving, effects);
+            } else if (config.recycling().overMemory(resident)) {
+                leaveAfterRequest(member, "recycled: " + resident / MIB + " MiB resident, above max_worker_memory ("
+                        + config.recycling().maxMemoryBytes() / MIB + " MiB)", effects);
+            } else {
+                handOff(member);
+            }
+        }
+    }
+
+    /** A member that answered leaves for good, stopped if launched. Lock held. */
+    private void leaveAfterRequest(Member member, String why, Effects effects) {
+        leave(member);
+        if (member.launched) {
+            effects.stops.add(new Stop(member.upstream, why));
+        }
+    }
+
+    /**
+     * Marks a member to leave once its request is done. From now on it counts for no
+     * {@link Scaling} rule, so its replacement can start while it finishes. Lock held.
+     */
+    private void markLeaving(Member member, String why) {
+        if (member.leaving == null) {
+            member.leaving = why;
+            outgoing++;
         }
     }
 
@@ -329,6 +366,9 @@ public final class WorkerPool implements AutoCloseable {
     private void leave(Member member) {
         member.gone = true;
         live--;
+        if (member.leaving != null) {
+            outgoing--;
+        }
         departed.add(member.upstream);
         if (!member.launched) {
             admitted.remove(member.upstream, member);
@@ -352,6 +392,9 @@ public final class WorkerPool implements AutoCloseable {
         member.requests++;
         member.inFlight++;
         member.maxInFlight = Math.max(member.maxInFlight, member.inFlight);
+        if (member.requestLimit > 0 && member.requests >= member.requestLimit) {
+            markLeaving(member, "recycled after " + member.requests + " requests (max_requests)");
+        }
     }
 
     private static boolean isAlive(Member member) {
@@ -384,7 +427,7 @@ public final class WorkerPool implements AutoCloseable {
         if (closed || launcher == null) {
             return;
         }
-        int count = scaling.launches(live, starting, waiters.size(), idle.size());
+        int count = scaling.launches(live - outgoing, outgoing, starting, waiters.size(), idle.size());
         if (count <= 0) {
             return;
         }
@@ -475,6 +518,7 @@ public final class WorkerPool implements AutoCloseable {
                 startedCount++;
                 live++;
                 Member member = new Member(upstream, true, null);
+                member.requestLimit = config.recycling().requestLimit(ThreadLocalRandom.current());
                 effects.watch.add(member);
                 handOff(member);
             }
@@ -492,7 +536,7 @@ public final class WorkerPool implements AutoCloseable {
     void reap() {
         update(effects -> {
             long cutoff = nanoTime.getAsLong() - config.maxAge().toNanos();
-            while (live > config.nMin() && !idle.isEmpty() && idle.peekLast().launched
+            while (live - outgoing > config.nMin() && !idle.isEmpty() && idle.peekLast().launched
                     && idle.peekLast().idleSince - cutoff < 0) {
                 Member member = idle.pollLast();
                 leave(member);
@@ -543,7 +587,7 @@ public final class WorkerPool implements AutoCloseable {
             if (idle.remove(member)) {
                 leave(member);
             } else {
-                member.retiring = true;
+                markLeaving(member, "retired");
             }
         });
     }

@@ -212,6 +212,58 @@ class WorkerPoolTest {
         }
     }
 
+    private WorkerPool pool(int nMin, int nMax, Recycling recycling) {
+        pool = new WorkerPool(new PoolConfig(nMin, nMax, Duration.ofMinutes(5), Duration.ofMillis(20), 1000,
+                Duration.ofSeconds(30), recycling), launcher, events::add);
+        return pool;
+    }
+
+    @Test
+    void aWorkerAtMaxRequestsLeavesAfterItsResponseAndItsReplacementStartsMeanwhile() throws Exception {
+        pool(1, 1, new Recycling(3, 0, 0)).start().get(10, TimeUnit.SECONDS);
+        StubWorker first = launcher.launched.get(0);
+        pool.acquire().release();
+        pool.acquire().release();
+        assertEquals(1, launcher.launched.size(), "two requests are below the limit");
+        Lease last = pool.acquire();
+        assertSame(first, last.upstream());
+        Await.until("the replacement is ready while the last request runs", () -> pool.status().idle() == 1);
+        assertTrue(first.isAlive(), "a worker serving its last request is not stopped");
+        last.release();
+        Await.until("the recycled worker is stopped", () -> !first.isAlive());
+        assertTrue(events.stream().anyMatch(e -> e.contains("recycled after 3 requests")), events.toString());
+        try (Lease next = pool.acquire()) {
+            assertSame(launcher.launched.get(1), next.upstream());
+        }
+        assertEquals(1, pool.status().upstreams().size());
+    }
+
+    @Test
+    void aWorkerOnItsWayOutIsReplacedOnceAndNoMore() throws Exception {
+        pool(0, 3, new Recycling(1, 0, 0));
+        Lease only = pool.acquire();
+        Await.until("its replacement is ready", () -> pool.status().idle() == 1);
+        only.release();
+        Await.until("the recycled worker is stopped", () -> !((StubWorker) only.upstream()).isAlive());
+        assertEquals(2, launcher.launched.size(), "one replacement, as the spare of a busy pool");
+        assertEquals(1, pool.status().upstreams().size());
+    }
+
+    @Test
+    void aWorkerAboveMaxWorkerMemoryAfterARequestLeavesAndIsReplaced() throws Exception {
+        pool(1, 2, new Recycling(0, 0, 1000)).start().get(10, TimeUnit.SECONDS);
+        StubWorker worker = launcher.launched.get(0);
+        worker.resident.set(1000);
+        pool.acquire().release();
+        assertTrue(worker.isAlive(), "at the limit is not above it");
+        Lease lease = pool.acquire();
+        worker.resident.set(1001);
+        lease.release();
+        Await.until("the worker above the limit is stopped", () -> !worker.isAlive());
+        Await.until("n_min is restored", () -> pool.status().idle() == 1);
+        assertTrue(events.stream().anyMatch(e -> e.contains("above max_worker_memory")), events.toString());
+    }
+
     @Test
     void aFullQueueRefusesAtOnce() throws Exception {
         pool(1, 1, Duration.ofMinutes(5), 1, Duration.ofSeconds(30)).start().get(10, TimeUnit.SECONDS);
