@@ -4,7 +4,7 @@
 valve_config <- function(source, host, port, n_min, n_max, check_unused, max_age,
                          queue_max, queue_timeout, request_timeout, startup_timeout,
                          max_body_size, client_timeout, max_requests, max_requests_jitter,
-                         max_worker_memory, run_args, call = rlang::caller_env()) {
+                         max_worker_memory, watch, run_args, call = rlang::caller_env()) {
   check_host(host, call = call)
   check_whole(port, "port", min = 0, max = 65535, call = call)
   check_whole(n_min, "n_min", min = 0, call = call)
@@ -27,6 +27,7 @@ valve_config <- function(source, host, port, n_min, n_max, check_unused, max_age
   check_whole(max_requests, "max_requests", min = 0, max = .Machine$integer.max, call = call)
   check_whole(max_requests_jitter, "max_requests_jitter", min = 0, max = .Machine$integer.max, call = call)
   check_whole(max_worker_memory, "max_worker_memory", min = 0, max = .Machine$integer.max, call = call)
+  check_flag(watch, "watch", call = call)
   check_run_args(run_args, call = call)
 
   engine <- list(
@@ -44,7 +45,8 @@ valve_config <- function(source, host, port, n_min, n_max, check_unused, max_age
     client_timeout = as.double(client_timeout),
     max_requests = as.integer(max_requests),
     max_requests_jitter = as.integer(max_requests_jitter),
-    max_worker_memory = as.integer(max_worker_memory)
+    max_worker_memory = as.integer(max_worker_memory),
+    watch = watch
   )
   if (source$mode == "service") {
     c(engine, list(upstream = source$upstream, per_pod = source$per_pod, resolve_interval = source$resolve_interval))
@@ -188,6 +190,12 @@ check_whole <- function(x, arg, min, max = Inf, call) {
       "{.arg {arg}} must be a whole number {range}, not {not_value(x)}.",
       kind = "argument", call = call
     )
+  }
+}
+
+check_flag <- function(x, arg, call) {
+  if (!is.logical(x) || length(x) != 1 || is.na(x)) {
+    valve_abort("{.arg {arg}} must be {.code TRUE} or {.code FALSE}, not {not_value(x)}.", kind = "argument", call = call)
   }
 }
 

@@ -40,6 +40,9 @@
 #'   workers started together are not replaced together. Needs `max_requests`.
 #' @param max_worker_memory MiB of resident memory (RSS) above which a worker is replaced after
 #'   a request (`0`: never). Read from `/proc` after each response (Linux only).
+#' @param watch For development: `TRUE` reloads the workers, as [valve_reload()] does, when a
+#'   `.R` file in the API's directory (the plumber file's, `dir`, or for `api` the working
+#'   directory; not subdirectories) is created, changed or deleted. The log names the file.
 #' @param dir Instead of `plumber_file`: a directory served the way [plumber::plumb()] serves
 #'   `dir`. If it holds an `entrypoint.R`, each worker runs it with the worker's port in the
 #'   environment variables `VALVE_PORT`, `FAUCET_PORT` and `PLUMBER_PORT` and in
@@ -83,7 +86,7 @@ valve_start <- function(plumber_file = "plumber.R", host = "127.0.0.1", port = 3
                         queue_max = 1000, queue_timeout = 60, request_timeout = 300,
                         startup_timeout = 60, max_body_size = 256 * 1024^2,
                         client_timeout = 30, max_requests = 0, max_requests_jitter = 0,
-                        max_worker_memory = 0, dir = NULL, api = NULL, upstream = NULL,
+                        max_worker_memory = 0, watch = FALSE, dir = NULL, api = NULL, upstream = NULL,
                         per_pod = 1, resolve_interval = 5, ...) {
   # valve_run() forwards its arguments here: errors then name valve_run(), the function the
   # user called.
@@ -99,7 +102,7 @@ valve_start <- function(plumber_file = "plumber.R", host = "127.0.0.1", port = 3
     startup_timeout = startup_timeout, max_body_size = max_body_size,
     client_timeout = client_timeout, max_requests = max_requests,
     max_requests_jitter = max_requests_jitter, max_worker_memory = max_worker_memory,
-    run_args = list(...), call = call
+    watch = watch, run_args = list(...), call = call
   )
   new_valve_server(engine_start(config, call = call), call = call)
 }
@@ -131,6 +134,35 @@ valve_stop <- function(server, grace = 10) {
   check_server(server)
   check_seconds(grace, "grace", allow_zero = TRUE, call = rlang::current_env())
   engine_stop(server$engine, grace = grace)
+  invisible(server)
+}
+
+#' Reload a valve server's workers
+#'
+#' Deploys new API code without downtime: new workers start with the API's current code and
+#' take requests as soon as they are ready; the old workers finish the requests they have,
+#' then stop. No request fails and the port stays open. As many new workers start as were
+#' running (at least one, even with `n_min = 0`, so broken code is found now), up to `n_max`;
+#' while they start the old ones still serve, so the pool may briefly hold more than `n_max`
+#' processes.
+#'
+#' If the new code cannot start, the old workers keep serving and `valve_reload()` fails
+#' with an error of class `valve_error_reload` whose parent holds the worker's own output
+#' (such as plumber's parse error). `valve_start(watch = TRUE)` reloads by itself when a file
+#' changes; the command line reloads on `SIGHUP`.
+#'
+#' @inheritParams valve_stop
+#' @return `server`, invisibly, once the first new worker serves.
+#' @export
+#' @examples
+#' \dontrun{
+#' server <- valve_start("plumber.R", port = 0)
+#' # ... edit plumber.R ...
+#' valve_reload(server)
+#' }
+valve_reload <- function(server) {
+  check_server(server)
+  engine_reload(server$engine)
   invisible(server)
 }
 

@@ -48,6 +48,7 @@ import dev.valve.worker.WorkerSpec;
  *                       together are not replaced together
  * @param maxWorkerMemory MiB of resident memory above which a worker is replaced after a
  *                       request; 0 never
+ * @param watch          reload the workers when a {@code .R} file in the API's directory changes
  * @param upstream       service mode: {@code http://name:port} of a (headless) service whose
  *                       addresses are the pods; no local workers then
  * @param perPod         service mode: requests one pod may have in flight at once
@@ -58,7 +59,8 @@ public record ValveConfig(String host, Integer port, Integer nMin, Integer nMax,
                           Double checkUnused, Double maxAge, Integer queueMax, Double queueTimeout,
                           Double requestTimeout, Double startupTimeout, Long maxBodySize,
                           Integer memoryBuffer, Double clientTimeout, Integer maxRequests,
-                          Integer maxRequestsJitter, Integer maxWorkerMemory, String upstream, Integer perPod,
+                          Integer maxRequestsJitter, Integer maxWorkerMemory, Boolean watch, String upstream,
+                          Integer perPod,
                           Double resolveInterval, WorkerSpec worker) {
 
     /** The defaults of the user-facing arguments, by their snake_case name, in the order of {@code ?valve_run}. */
@@ -83,6 +85,7 @@ public record ValveConfig(String host, Integer port, Integer nMin, Integer nMax,
         defaults.put("max_requests", 0);
         defaults.put("max_requests_jitter", 0);
         defaults.put("max_worker_memory", 0);
+        defaults.put("watch", false);
         defaults.put("per_pod", 1);
         defaults.put("resolve_interval", 5.0);
         return Collections.unmodifiableMap(defaults);
@@ -110,6 +113,7 @@ public record ValveConfig(String host, Integer port, Integer nMin, Integer nMax,
         maxRequests = orDefault(maxRequests, "max_requests");
         maxRequestsJitter = orDefault(maxRequestsJitter, "max_requests_jitter");
         maxWorkerMemory = orDefault(maxWorkerMemory, "max_worker_memory");
+        watch = orDefault(watch, "watch");
         perPod = orDefault(perPod, "per_pod");
         resolveInterval = orDefault(resolveInterval, "resolve_interval");
 
@@ -145,6 +149,9 @@ public record ValveConfig(String host, Integer port, Integer nMin, Integer nMax,
         positive("resolve_interval", resolveInterval);
         if ((worker == null) == (upstream == null)) {
             throw new IllegalArgumentException("give exactly one of worker (local workers) and upstream (service mode)");
+        }
+        if (watch && upstream != null) {
+            throw new IllegalArgumentException("watch reloads local workers, and service mode has none");
         }
         if (upstream != null) {
             URI uri;

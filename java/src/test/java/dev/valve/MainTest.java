@@ -88,6 +88,20 @@ class MainTest {
     }
 
     @Test
+    void aSwitchTakesNoValueOnTheCommandLineAndTrueOrFalseFromItsVariable() {
+        assertEquals("true", Main.parse(new String[] {"--watch", "-n", "2"}, Map.of()).get("watch"));
+        assertEquals("2", Main.parse(new String[] {"--watch", "-n", "2"}, Map.of()).get("n-max"));
+        assertEquals("false", Main.parse(new String[] {"--watch=false"}, Map.of()).get("watch"));
+        assertEquals("true", Main.parse(new String[0], Map.of("VALVE_WATCH", "true")).get("watch"));
+        assertEquals("false", Main.parse(new String[0], Map.of()).get("watch"));
+        ByteArrayOutputStream err = new ByteArrayOutputStream();
+        int status = Main.run(new String[] {"--watch=sometimes"}, Map.of(), new PrintStream(new ByteArrayOutputStream()),
+                new PrintStream(err, true, StandardCharsets.UTF_8));
+        assertEquals(Main.EXIT_USAGE, status);
+        assertTrue(err.toString(StandardCharsets.UTF_8).contains("--watch must be true or false, not 'sometimes'"));
+    }
+
+    @Test
     void dashHAloneAsksForHelp() {
         ByteArrayOutputStream out = new ByteArrayOutputStream();
         ByteArrayOutputStream err = new ByteArrayOutputStream();

@@ -43,7 +43,7 @@ class ValveConfigTest {
         Map<String, Object> defaults = JSON.readValue(ValveConfig.defaultsJson(), Map.class);
         assertEquals(List.of("host", "port", "n_min", "n_max", "check_unused", "max_age", "queue_max", "queue_timeout",
                 "request_timeout", "startup_timeout", "max_body_size", "client_timeout", "max_requests",
-                "max_requests_jitter", "max_worker_memory", "per_pod", "resolve_interval"),
+                "max_requests_jitter", "max_worker_memory", "watch", "per_pod", "resolve_interval"),
                 List.copyOf(defaults.keySet()));
         assertEquals(268435456, ((Number) defaults.get("max_body_size")).longValue());
 
@@ -80,6 +80,11 @@ class ValveConfigTest {
         assertEquals("invalid valve configuration: n_min (5) must not be larger than n_max (2)",
                 refusal(Map.of("n_min", 5, "n_max", 2)));
         assertTrue(refusal(Map.of("max_requests_jitter", 10)).contains("max_requests_jitter (10) needs max_requests"));
+        Map<String, Object> watchingPods = new LinkedHashMap<>();
+        watchingPods.put("worker", null);
+        watchingPods.put("upstream", "http://svc:80");
+        watchingPods.put("watch", true);
+        assertTrue(refusal(watchingPods).contains("watch reloads local workers, and service mode has none"));
         assertTrue(refusal(Map.of("host", "bad host")).contains("host must be an IP address or host name"));
         assertTrue(refusal(Map.of("upstream", "http://svc:80")).contains("exactly one of worker"));
         assertTrue(refusal(Map.of("nmax", 2)).contains("nmax"), "an unknown member is refused by name");

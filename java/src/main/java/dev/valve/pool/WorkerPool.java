@@ -35,7 +35,9 @@ import dev.valve.pool.PoolException.Reason;
  * and those older than {@code maxAge} are stopped down to {@code nMin}; dead upstreams leave the
  * pool at once and are replaced when needed. A launched upstream that reached its
  * {@link Recycling} limit leaves after its request; it no longer counts for {@link Scaling}, so
- * its replacement starts while it finishes when requests would otherwise wait. Launch failures and crashes go through
+ * its replacement starts while it finishes when requests would otherwise wait. A
+ * {@link #reload() reload} launches a new generation of upstreams; the old ones serve until the
+ * first new one is ready, then leave (idle ones at once, busy ones after their request). Launch failures and crashes go through
  * {@link Backoff}, so a broken API never makes the engine spin.
  *
  * <p>Upstreams come two ways. Launched ones belong to the pool: it watches their process, reaps
@@ -90,6 +92,14 @@ public final class WorkerPool implements AutoCloseable {
     private int nextId = 1;
     private boolean closed;
     private boolean retryScheduled;
+    /** What launches get now; a reload increments it. */
+    private int generation;
+    /** Members older than this were replaced by a reload that succeeded: late arrivals among them are stopped. */
+    private int oldestKept;
+    /** While a reload waits for its first new upstream: every member is then of an older generation. */
+    private CompletableFuture<Void> reloading;
+    /** Upstreams a pending reload replaces: it launches that many, however few requests need them. */
+    private int reloadTarget;
     private long startedCount;
     private long failedCount;
 
@@ -104,6 +114,8 @@ public final class WorkerPool implements AutoCloseable {
         long requests;
         /** Requests after which it is recycled; 0 for never. */
         long requestLimit;
+        /** The pool's generation when it was launched. */
+        int generation;
         int inFlight;
         int maxInFlight;
         /** Out of the pool: never parked, handed out or counted again. */
@@ -122,10 +134,13 @@ public final class WorkerPool implements AutoCloseable {
     private static final class Effects {
         int firstId;
         int launches;
+        int generation;
         /** New members whose process exit must be watched. */
         final List<Member> watch = new ArrayList<>(1);
         final List<Stop> stops = new ArrayList<>(1);
         final List<Runnable> failures = new ArrayList<>(1);
+        /** Completes or fails a reload's future, outside the lock, where its callers' callbacks may run. */
+        final List<Runnable> reloadOutcomes = new ArrayList<>(0);
         /** Upstreams that left the pool, for whoever keeps state per upstream. */
         final List<Upstream> departed = new ArrayList<>(1);
     }
@@ -427,7 +442,11 @@ public final class WorkerPool implements AutoCloseable {
         if (closed || launcher == null) {
             return;
         }
-        int count = scaling.launches(live - outgoing, outgoing, starting, waiters.size(), idle.size());
+        // While a reload is pending every member is old: none counts as staying.
+        int staying = reloading != null ? 0 : live - outgoing;
+        Scaling rule = reloading != null ? new Scaling(Math.min(config.nMax(), Math.max(config.nMin(), reloadTarget)),
+                config.nMax()) : scaling;
+        int count = rule.launches(staying, live - staying, starting, waiters.size(), reloading != null ? 0 : idle.size());
         if (count <= 0) {
             return;
         }
@@ -442,6 +461,7 @@ public final class WorkerPool implements AutoCloseable {
         starting += count;
         effects.firstId = nextId;
         effects.launches = count;
+        effects.generation = generation;
         nextId += count;
     }
 
@@ -474,6 +494,7 @@ public final class WorkerPool implements AutoCloseable {
             log.accept("stopping " + stop.upstream().name() + " (pid " + pid(stop.upstream()) + "): " + stop.why());
             stop(stop.upstream());
         }
+        effects.reloadOutcomes.forEach(Runnable::run);
         for (Runnable failure : effects.failures) {
             try {
                 failure.run();
@@ -490,12 +511,13 @@ public final class WorkerPool implements AutoCloseable {
                 launch = CompletableFuture.failedFuture(e);
             }
             // The pool has taken the upstream in only once onLaunched ran: callers wait for that.
-            launches.add(launch.whenComplete(this::onLaunched));
+            int launchGeneration = effects.generation;
+            launches.add(launch.whenComplete((upstream, error) -> onLaunched(upstream, error, launchGeneration)));
         }
         return launches;
     }
 
-    private void onLaunched(Upstream upstream, Throwable error) {
+    private void onLaunched(Upstream upstream, Throwable error, int launchGeneration) {
         update(effects -> {
             starting--;
             if (error != null) {
@@ -503,12 +525,17 @@ public final class WorkerPool implements AutoCloseable {
                 Throwable cause = unwrap(error);
                 backoff.failure();
                 log.accept("a worker failed to start: " + cause.getMessage());
+                if (reloading != null && launchGeneration == generation) {
+                    abandonReload(cause, effects);
+                }
                 if (live == 0 && starting == 0) {
                     failWaiters(new PoolException(Reason.NO_UPSTREAM,
                             "no worker could be started: " + cause.getMessage()));
                 }
             } else if (closed) {
                 effects.stops.add(new Stop(upstream, "started after shutdown"));
+            } else if (launchGeneration < oldestKept) {
+                effects.stops.add(new Stop(upstream, "started with the code a reload replaced"));
             } else if (upstream.process().isPresent() && !upstream.process().get().isAlive()) {
                 // Answered its readiness probe, then died: like a crash, never parked or counted.
                 failedCount++;
@@ -519,10 +546,70 @@ public final class WorkerPool implements AutoCloseable {
                 live++;
                 Member member = new Member(upstream, true, null);
                 member.requestLimit = config.recycling().requestLimit(ThreadLocalRandom.current());
+                member.generation = launchGeneration;
                 effects.watch.add(member);
                 handOff(member);
+                if (reloading != null && launchGeneration == generation) {
+                    commitReload(effects);
+                }
             }
         });
+    }
+
+    /**
+     * Starts a new generation of upstreams, so that they run the API's current code; the old ones
+     * keep serving until the first new one is ready, then leave: idle ones at once, busy ones
+     * after their request, so no request fails. At least one new upstream starts (even in an
+     * empty pool, to try the new code), and as many as were running. A reload asked for while
+     * one is pending joins it: both end with the newest generation.
+     *
+     * @return completes once the first new upstream took requests; fails with the cause when the
+     *         first new upstream failed to start, and then the old ones stay
+     */
+    public CompletableFuture<Void> reload() {
+        List<CompletableFuture<Void>> outcome = new ArrayList<>(1);
+        update(effects -> {
+            if (closed || launcher == null) {
+                outcome.add(CompletableFuture.failedFuture(new PoolException(Reason.CLOSED,
+                        closed ? "the server is shutting down" : "there are no launched workers to reload")));
+                return;
+            }
+            generation++;
+            reloadTarget = Math.max(1, live - outgoing);
+            if (reloading == null) {
+                reloading = new CompletableFuture<>();
+            }
+            outcome.add(reloading);
+        });
+        return outcome.get(0);
+    }
+
+    /** The first upstream of the newest generation is ready: every older one leaves. Lock held. */
+    private void commitReload(Effects effects) {
+        oldestKept = generation;
+        for (Member member : List.copyOf(idle)) {
+            if (member.launched && member.generation < generation) {
+                idle.remove(member);
+                leaveAfterRequest(member, "replaced by a reload", effects);
+            }
+        }
+        for (Member member : busy) {
+            if (member.launched && !member.gone && member.generation < generation) {
+                markLeaving(member, "replaced by a reload");
+            }
+        }
+        CompletableFuture<Void> done = reloading;
+        reloading = null;
+        reloadTarget = 0;
+        effects.reloadOutcomes.add(() -> done.complete(null));
+    }
+
+    /** The newest generation cannot start: the old upstreams stay, as current as before. Lock held. */
+    private void abandonReload(Throwable cause, Effects effects) {
+        CompletableFuture<Void> failed = reloading;
+        reloading = null;
+        reloadTarget = 0;
+        effects.reloadOutcomes.add(() -> failed.completeExceptionally(cause));
     }
 
     private void failWaiters(PoolException error) {
@@ -626,12 +713,15 @@ public final class WorkerPool implements AutoCloseable {
     public void close(Duration grace) {
         List<Member> members = new ArrayList<>();
         List<Upstream> left;
+        CompletableFuture<Void> pendingReload = null;
         boolean interrupted = false;
         lock.lock();
         try {
             if (!closed) {
                 closed = true;
                 failWaiters(new PoolException(Reason.CLOSED, "the server is shutting down"));
+                pendingReload = reloading;
+                reloading = null;
             }
             try {
                 long remaining = grace.toNanos();
@@ -660,6 +750,9 @@ public final class WorkerPool implements AutoCloseable {
         }
         if (interrupted) {
             Thread.currentThread().interrupt();
+        }
+        if (pendingReload != null) {
+            pendingReload.completeExceptionally(new PoolException(Reason.CLOSED, "the server is shutting down"));
         }
         left.forEach(departureListener);
         timer.shutdownNow();

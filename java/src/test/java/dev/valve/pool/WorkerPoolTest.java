@@ -265,6 +265,84 @@ class WorkerPoolTest {
     }
 
     @Test
+    void aReloadReplacesEveryWorkerIdleOnesAtOnceBusyOnesAfterTheirRequest() throws Exception {
+        pool(2, 4).start().get(10, TimeUnit.SECONDS);
+        Lease inFlight = pool.acquire();
+        StubWorker busyOld = (StubWorker) inFlight.upstream();
+        StubWorker idleOld = launcher.launched.stream().filter(w -> w != busyOld).findFirst().orElseThrow();
+        List<StubWorker> old = List.copyOf(launcher.launched);
+
+        pool.reload().get(10, TimeUnit.SECONDS);
+        Await.until("the idle old worker is stopped", () -> !idleOld.isAlive());
+        assertTrue(busyOld.isAlive(), "a busy old worker finishes its request");
+        inFlight.release();
+        Await.until("the busy old worker leaves after its request", () -> !busyOld.isAlive());
+        for (int i = 0; i < 4; i++) {
+            try (Lease lease = pool.acquire()) {
+                assertFalse(old.contains((StubWorker) lease.upstream()), "an old worker served after the reload");
+            }
+        }
+        assertTrue(events.stream().anyMatch(e -> e.contains("replaced by a reload")), events.toString());
+    }
+
+    @Test
+    void oldWorkersServeUntilTheFirstNewOneIsReady() throws Exception {
+        pool(1, 2).start().get(10, TimeUnit.SECONDS);
+        StubWorker old = launcher.launched.get(0);
+        launcher.hold();
+        var reload = pool.reload();
+        Await.until("the new worker is starting", () -> launcher.launched.size() == 2);
+        try (Lease lease = pool.acquire()) {
+            assertSame(old, lease.upstream());
+        }
+        assertFalse(reload.isDone());
+        launcher.releaseHeld();
+        reload.get(10, TimeUnit.SECONDS);
+        Await.until("the old worker is stopped", () -> !old.isAlive());
+        try (Lease lease = pool.acquire()) {
+            assertSame(launcher.launched.get(1), lease.upstream());
+        }
+    }
+
+    @Test
+    void aReloadWhoseNewCodeCannotStartKeepsTheOldWorkers() throws Exception {
+        pool(2, 2).start().get(10, TimeUnit.SECONDS);
+        List<StubWorker> old = List.copyOf(launcher.launched);
+        launcher.failing.set(true);
+        ExecutionException failed = assertThrows(ExecutionException.class, () -> pool.reload().get(10, TimeUnit.SECONDS));
+        assertTrue(failed.getCause().getMessage().contains("Error in library(missing)"), failed.getCause().toString());
+        assertTrue(old.stream().allMatch(StubWorker::isAlive));
+        Lease first = pool.acquire();
+        Lease second = pool.acquire();
+        assertTrue(old.contains((StubWorker) first.upstream()) && old.contains((StubWorker) second.upstream()));
+        first.release();
+        second.release();
+        assertEquals(2, pool.status().idle());
+
+        // Fixed code: the next reload goes through.
+        launcher.failing.set(false);
+        pool.reload().get(10, TimeUnit.SECONDS);
+        Await.until("the old workers are stopped", () -> old.stream().noneMatch(StubWorker::isAlive));
+    }
+
+    @Test
+    void aLaunchInProgressAtTheReloadJoinsAsOldAndANewOneStillStarts() throws Exception {
+        pool(1, 3).start().get(10, TimeUnit.SECONDS);
+        launcher.hold();
+        Lease held = pool.acquire();
+        Await.until("the spare is starting", () -> launcher.launched.size() == 2);
+        StubWorker spare = launcher.launched.get(1);
+        var reload = pool.reload();
+        launcher.releaseHeld();
+        reload.get(10, TimeUnit.SECONDS);
+        Await.until("the spare, started with the old code, is stopped", () -> !spare.isAlive());
+        assertEquals(3, launcher.launched.size());
+        assertTrue(launcher.launched.get(2).isAlive());
+        held.release();
+        Await.until("the held old worker leaves after its request", () -> !launcher.launched.get(0).isAlive());
+    }
+
+    @Test
     void aFullQueueRefusesAtOnce() throws Exception {
         pool(1, 1, Duration.ofMinutes(5), 1, Duration.ofSeconds(30)).start().get(10, TimeUnit.SECONDS);
         Lease held = pool.acquire();
