@@ -4,7 +4,7 @@
 valve_config <- function(source, host, port, n_min, n_max, check_unused, max_age,
                          queue_max, queue_timeout, request_timeout, startup_timeout,
                          max_body_size, client_timeout, max_requests, max_requests_jitter,
-                         max_worker_memory, watch, run_args, call = rlang::caller_env()) {
+                         max_worker_memory, watch, preload, run_args, call = rlang::caller_env()) {
   check_host(host, call = call)
   check_whole(port, "port", min = 0, max = 65535, call = call)
   check_whole(n_min, "n_min", min = 0, call = call)
@@ -28,6 +28,7 @@ valve_config <- function(source, host, port, n_min, n_max, check_unused, max_age
   check_whole(max_requests_jitter, "max_requests_jitter", min = 0, max = .Machine$integer.max, call = call)
   check_whole(max_worker_memory, "max_worker_memory", min = 0, max = .Machine$integer.max, call = call)
   check_flag(watch, "watch", call = call)
+  check_flag(preload, "preload", call = call)
   check_run_args(run_args, call = call)
 
   engine <- list(
@@ -46,7 +47,8 @@ valve_config <- function(source, host, port, n_min, n_max, check_unused, max_age
     max_requests = as.integer(max_requests),
     max_requests_jitter = as.integer(max_requests_jitter),
     max_worker_memory = as.integer(max_worker_memory),
-    watch = watch
+    watch = watch,
+    preload = preload
   )
   if (source$mode == "service") {
     c(engine, list(upstream = source$upstream, per_pod = source$per_pod, resolve_interval = source$resolve_interval))

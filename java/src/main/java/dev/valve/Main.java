@@ -74,6 +74,7 @@ public final class Main {
             Option.engine("max-requests-jitter", null, "up to this many more requests, drawn per worker"),
             Option.engine("max-worker-memory", null, "MiB of resident memory above which a worker is replaced (0: never)"),
             Option.engine("watch", null, "reload the workers when a .R file in the API's directory changes"),
+            Option.engine("preload", null, "fork workers from one R process that loaded the API once"),
             new Option("rscript", null, "VALVE_RSCRIPT", WorkerSpec.DEFAULT_RSCRIPT, "the Rscript that runs workers"),
             new Option("workers", "-w", "VALVE_WORKERS", null, "accepted for Valve compatibility and ignored: "
                     + "valve needs no thread setting (one virtual thread per request)"));
@@ -232,6 +233,7 @@ public final class Main {
         Integer maxRequestsJitter = integer(values, "max-requests-jitter");
         Integer maxWorkerMemory = integer(values, "max-worker-memory");
         Boolean watch = bool(values, "watch");
+        Boolean preload = bool(values, "preload");
         Integer perPod = integer(values, "per-pod");
         Double resolveInterval = number(values, "resolve-interval");
         String serviceUrl = values.get("service-url");
@@ -243,7 +245,7 @@ public final class Main {
         }
         ValveConfig config = new ValveConfig(values.get("host"), port, nMin, nMax, checkUnused, maxAge, queueMax,
                 queueTimeout, requestTimeout, startupTimeout, maxBodySize, null, clientTimeout, maxRequests,
-                maxRequestsJitter, maxWorkerMemory, watch, serviceUrl, perPod, resolveInterval, worker);
+                maxRequestsJitter, maxWorkerMemory, watch, preload, serviceUrl, perPod, resolveInterval, worker);
         if (worker != null) {
             WorkerProtocol.installedScript();
         }

@@ -49,6 +49,7 @@ import dev.valve.worker.WorkerSpec;
  * @param maxWorkerMemory MiB of resident memory above which a worker is replaced after a
  *                       request; 0 never
  * @param watch          reload the workers when a {@code .R} file in the API's directory changes
+ * @param preload        fork workers from a template R process that loaded the API once
  * @param upstream       service mode: {@code http://name:port} of a (headless) service whose
  *                       addresses are the pods; no local workers then
  * @param perPod         service mode: requests one pod may have in flight at once
@@ -59,7 +60,8 @@ public record ValveConfig(String host, Integer port, Integer nMin, Integer nMax,
                           Double checkUnused, Double maxAge, Integer queueMax, Double queueTimeout,
                           Double requestTimeout, Double startupTimeout, Long maxBodySize,
                           Integer memoryBuffer, Double clientTimeout, Integer maxRequests,
-                          Integer maxRequestsJitter, Integer maxWorkerMemory, Boolean watch, String upstream,
+                          Integer maxRequestsJitter, Integer maxWorkerMemory, Boolean watch, Boolean preload,
+                          String upstream,
                           Integer perPod,
                           Double resolveInterval, WorkerSpec worker) {
 
@@ -82,12 +84,13 @@ public record ValveConfig(String host, Integer port, Integer nMin, Integer nMax,
         defaults.put("startup_timeout", 60.0);
         defaults.put("max_body_size", 256L * 1024 * 1024);
         defaults.put("client_timeout", 30.0);
+        defaults.put("per_pod", 1);
+        defaults.put("resolve_interval", 5.0);
         defaults.put("max_requests", 0);
         defaults.put("max_requests_jitter", 0);
         defaults.put("max_worker_memory", 0);
         defaults.put("watch", false);
-        defaults.put("per_pod", 1);
-        defaults.put("resolve_interval", 5.0);
+        defaults.put("preload", false);
         return Collections.unmodifiableMap(defaults);
     }
 
@@ -114,6 +117,7 @@ public record ValveConfig(String host, Integer port, Integer nMin, Integer nMax,
         maxRequestsJitter = orDefault(maxRequestsJitter, "max_requests_jitter");
         maxWorkerMemory = orDefault(maxWorkerMemory, "max_worker_memory");
         watch = orDefault(watch, "watch");
+        preload = orDefault(preload, "preload");
         perPod = orDefault(perPod, "per_pod");
         resolveInterval = orDefault(resolveInterval, "resolve_interval");
 
@@ -152,6 +156,9 @@ public record ValveConfig(String host, Integer port, Integer nMin, Integer nMax,
         }
         if (watch && upstream != null) {
             throw new IllegalArgumentException("watch reloads local workers, and service mode has none");
+        }
+        if (preload && upstream != null) {
+            throw new IllegalArgumentException("preload forks local workers, and service mode has none");
         }
         if (upstream != null) {
             URI uri;
@@ -231,7 +238,8 @@ public record ValveConfig(String host, Integer port, Integer nMin, Integer nMax,
 
     /** @throws IllegalArgumentException when the worker script cannot be found beside the jars */
     ProcessLauncher.Settings launcher(String secret) {
-        return new ProcessLauncher.Settings(worker, WorkerProtocol.installedScript(), seconds(startupTimeout), secret);
+        return new ProcessLauncher.Settings(worker, WorkerProtocol.installedScript(), seconds(startupTimeout), secret,
+                preload);
     }
 
     /** Request heads above this get 431 from valve; Helidon's own parser limit is set well above it. */

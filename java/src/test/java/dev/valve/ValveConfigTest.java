@@ -42,8 +42,8 @@ class ValveConfigTest {
         @SuppressWarnings("unchecked")
         Map<String, Object> defaults = JSON.readValue(ValveConfig.defaultsJson(), Map.class);
         assertEquals(List.of("host", "port", "n_min", "n_max", "check_unused", "max_age", "queue_max", "queue_timeout",
-                "request_timeout", "startup_timeout", "max_body_size", "client_timeout", "max_requests",
-                "max_requests_jitter", "max_worker_memory", "watch", "per_pod", "resolve_interval"),
+                "request_timeout", "startup_timeout", "max_body_size", "client_timeout", "per_pod",
+                "resolve_interval", "max_requests", "max_requests_jitter", "max_worker_memory", "watch", "preload"),
                 List.copyOf(defaults.keySet()));
         assertEquals(268435456, ((Number) defaults.get("max_body_size")).longValue());
 

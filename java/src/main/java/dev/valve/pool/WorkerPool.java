@@ -175,6 +175,9 @@ public final class WorkerPool implements AutoCloseable {
      * as one of them fails, so a broken API is reported at once instead of after every attempt.
      */
     public CompletableFuture<Void> start() {
+        if (launcher != null) {
+            launcher.prepare();
+        }
         List<CompletableFuture<Upstream>> launches = update(effects -> {
         });
         CompletableFuture<Void> ready = new CompletableFuture<>();
@@ -567,6 +570,10 @@ public final class WorkerPool implements AutoCloseable {
      *         first new upstream failed to start, and then the old ones stay
      */
     public CompletableFuture<Void> reload() {
+        if (launcher != null) {
+            // Before any launch of the new generation is asked for.
+            launcher.reload();
+        }
         List<CompletableFuture<Void>> outcome = new ArrayList<>(1);
         update(effects -> {
             if (closed || launcher == null) {
