@@ -25,7 +25,7 @@ test_that("--help documents every option with its environment variable", {
   expect_equal(result$status, 0L)
   for (flag in c("--host", "--port", "--file", "--dir", "--n-max", "--n-min", "--check-unused",
                  "--max-age", "--max-requests", "--max-requests-jitter", "--max-worker-memory",
-                 "--workers", "VALVE_HOST", "VALVE_MAX_REQUESTS", "VALVE_N_MAX", "PORT", "Exit status")) {
+                 "--watch", "--preload", "SIGHUP", "--workers", "VALVE_HOST", "VALVE_MAX_REQUESTS", "VALVE_N_MAX", "PORT", "Exit status")) {
     expect_match(result$stdout, flag, fixed = TRUE)
   }
 })

@@ -37,8 +37,8 @@ import dev.valve.pool.PoolException.Reason;
  * {@link Recycling} limit leaves after its request; it no longer counts for {@link Scaling}, so
  * its replacement starts while it finishes when requests would otherwise wait. A
  * {@link #reload() reload} launches a new generation of upstreams; the old ones serve until the
- * first new one is ready, then leave (idle ones at once, busy ones after their request). Launch failures and crashes go through
- * {@link Backoff}, so a broken API never makes the engine spin.
+ * first new one is ready, then leave (idle ones at once, busy ones after their request). Launch
+ * failures and crashes go through {@link Backoff}, so a broken API never makes the engine spin.
  *
  * <p>Upstreams come two ways. Launched ones belong to the pool: it watches their process, reaps
  * and stops them. {@link #admit Admitted} ones (remote pods) belong to whoever admitted them: the
