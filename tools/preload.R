@@ -1,7 +1,10 @@
 # What preload = TRUE gives (project issue #13): for each mode (preload off, then on) in one R
 # session, on the API of bench/api.R's shape (a /sleep endpoint):
-#   - spawn-to-ready: the engine's "worker N ready in M ms" lines, median over the workers of
-#     the burst below;
+#   - spawn-to-ready of one worker started alone (the spare started when the only worker gets a
+#     request), and the median over the 8 workers of the burst below, all starting at once
+#     (the engine's "worker N ready in M ms" lines);
+#   - a cold start with n_min = 0: the first request's time (with preload, once the template
+#     is up);
 #   - the 1 -> 8 burst: from n_min = 1, n_max = 8, 8 concurrent /sleep?ms=2000 requests; the
 #     time until 8 workers are ready (from the log lines' timestamps);
 #   - Valve's scenario: 100 x /sleep?ms=500, 5 at a time, n_max = 5, from n_min = 1: wall time;
@@ -70,6 +73,21 @@ engine_pids <- function() {
 }
 
 measure <- function(preload) {
+  # One worker starting alone: the spare.
+  server <- valve_start(api, port = 0, n_min = 1, n_max = 2, preload = preload)
+  valve_logs(server)
+  stopifnot(parallel_get(paste0(server$url, "/sleep?ms=3000"), 1) == 200)
+  alone <- log_times(valve_logs(server))$ms
+  valve_stop(server, grace = 0)
+
+  # A cold start from zero workers.
+  server <- valve_start(api, port = 0, n_min = 0, n_max = 2, preload = preload)
+  Sys.sleep(3)
+  t0 <- Sys.time()
+  stopifnot(parallel_get(paste0(server$url, "/sleep?ms=0"), 1) == 200)
+  cold <- as.numeric(Sys.time() - t0, units = "secs")
+  valve_stop(server, grace = 0)
+
   # The 1 -> 8 burst and spawn-to-ready.
   server <- valve_start(api, port = 0, n_min = 1, n_max = 8, preload = preload, max_age = 300)
   Sys.sleep(1)
@@ -95,7 +113,8 @@ measure <- function(preload) {
   stopifnot(all(statuses == 200))
   valve_stop(server, grace = 0)
 
-  c(ready_p50_ms = median(burst_log$ms), burst_1_to_8_s = burst, valve_scenario_s = scenario,
+  c(ready_alone_ms = alone[[1]], ready_p50_in_burst_ms = median(burst_log$ms), cold_first_request_s = cold,
+    burst_1_to_8_s = burst, valve_scenario_s = scenario,
     pss_1_worker_mib = pss_one / 1024, pss_8_workers_mib = pss_eight / 1024,
     pss_per_extra_worker_mib = (pss_eight - pss_one) / 7 / 1024, rss_idle_worker_mib = rss_one / 1024)
 }
