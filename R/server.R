@@ -19,7 +19,8 @@
 #'   no worker runs until the first request, which waits for one to start (about half a
 #'   second), and idle workers are stopped down to none. A broken API is then found by the
 #'   first request (answered `503` with the worker's error) rather than by `valve_start()`.
-#' @param n_max Most workers ever running at once.
+#' @param n_max Most workers running at once. A worker on its way out (recycled, or replaced
+#'   by [valve_reload()]) is not counted while it finishes its last request.
 #' @param check_unused Seconds between checks for idle workers.
 #' @param max_age Seconds a worker may stay idle before it is stopped (never below `n_min`).
 #' @param queue_max Most requests waiting for a worker; more are answered `503` with a
