@@ -3,7 +3,8 @@
 
 valve_config <- function(source, host, port, n_min, n_max, check_unused, max_age,
                          queue_max, queue_timeout, request_timeout, startup_timeout,
-                         max_body_size, client_timeout, run_args, call = rlang::caller_env()) {
+                         max_body_size, client_timeout, max_requests, max_requests_jitter,
+                         max_worker_memory, watch, preload, run_args, call = rlang::caller_env()) {
   check_host(host, call = call)
   check_whole(port, "port", min = 0, max = 65535, call = call)
   check_whole(n_min, "n_min", min = 0, call = call)
@@ -23,6 +24,11 @@ valve_config <- function(source, host, port, n_min, n_max, check_unused, max_age
   check_seconds(startup_timeout, "startup_timeout", call = call)
   check_whole(max_body_size, "max_body_size", min = 0, call = call)
   check_seconds(client_timeout, "client_timeout", call = call)
+  check_whole(max_requests, "max_requests", min = 0, max = .Machine$integer.max, call = call)
+  check_whole(max_requests_jitter, "max_requests_jitter", min = 0, max = .Machine$integer.max, call = call)
+  check_whole(max_worker_memory, "max_worker_memory", min = 0, max = .Machine$integer.max, call = call)
+  check_flag(watch, "watch", call = call)
+  check_flag(preload, "preload", call = call)
   check_run_args(run_args, call = call)
 
   engine <- list(
@@ -37,7 +43,12 @@ valve_config <- function(source, host, port, n_min, n_max, check_unused, max_age
     request_timeout = as.double(request_timeout),
     startup_timeout = as.double(startup_timeout),
     max_body_size = as.double(max_body_size),
-    client_timeout = as.double(client_timeout)
+    client_timeout = as.double(client_timeout),
+    max_requests = as.integer(max_requests),
+    max_requests_jitter = as.integer(max_requests_jitter),
+    max_worker_memory = as.integer(max_worker_memory),
+    watch = watch,
+    preload = preload
   )
   if (source$mode == "service") {
     c(engine, list(upstream = source$upstream, per_pod = source$per_pod, resolve_interval = source$resolve_interval))
@@ -181,6 +192,12 @@ check_whole <- function(x, arg, min, max = Inf, call) {
       "{.arg {arg}} must be a whole number {range}, not {not_value(x)}.",
       kind = "argument", call = call
     )
+  }
+}
+
+check_flag <- function(x, arg, call) {
+  if (!is.logical(x) || length(x) != 1 || is.na(x)) {
+    valve_abort("{.arg {arg}} must be {.code TRUE} or {.code FALSE}, not {not_value(x)}.", kind = "argument", call = call)
   }
 }
 

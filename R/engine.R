@@ -128,8 +128,15 @@ engine_error_message <- function(kind) {
       i = "If the port is taken, use {.code port = 0} to listen on a free one (see {.code server$url})."
     ),
     startup = "valve could not start its R workers.",
+    reload = "valve could not reload its workers.",
     "The valve engine failed."
   )
+}
+
+# Blocks until the first new worker serves or the new code failed to start (the engine bounds it).
+engine_reload <- function(engine, call = rlang::caller_env()) {
+  engine_call(engine$reload(), call = call)
+  invisible()
 }
 
 # The engine's own defaults (ValveConfig.defaultsJson()), as a named list: snake_case argument

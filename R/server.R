@@ -15,8 +15,12 @@
 #' @param host Address to listen on. The default, `"127.0.0.1"`, accepts connections from this
 #'   machine only; `"0.0.0.0"` listens on every interface.
 #' @param port Port to listen on; `0` picks a free one (see the handle's `url`).
-#' @param n_min Workers started at once and kept running even when idle.
-#' @param n_max Most workers ever running at once.
+#' @param n_min Workers started at once and kept running even when idle. `0` scales to zero:
+#'   no worker runs until the first request, which waits for one to start (about half a
+#'   second), and idle workers are stopped down to none. A broken API is then found by the
+#'   first request (answered `503` with the worker's error) rather than by `valve_start()`.
+#' @param n_max Most workers running at once. A worker on its way out (recycled, or replaced
+#'   by [valve_reload()]) is not counted while it finishes its last request.
 #' @param check_unused Seconds between checks for idle workers.
 #' @param max_age Seconds a worker may stay idle before it is stopped (never below `n_min`).
 #' @param queue_max Most requests waiting for a worker; more are answered `503` with a
@@ -29,6 +33,24 @@
 #'   are held in memory up to 1 MiB and in a temporary file beyond.
 #' @param client_timeout Seconds a client connection may stay silent (idle between requests,
 #'   or stalled while sending its headers or body) before valve closes it.
+#' @param max_requests Requests after which a worker is replaced by a fresh one (`0`: never),
+#'   as gunicorn's `max_requests`: R processes grow and do not give memory back. The worker
+#'   leaves after the response to its last request; when requests would otherwise wait for it,
+#'   its replacement starts while it serves that request.
+#' @param max_requests_jitter Up to this many more requests, drawn anew for each worker, so that
+#'   workers started together are not replaced together. Needs `max_requests`.
+#' @param max_worker_memory MiB of resident memory (RSS) above which a worker is replaced after
+#'   a request (`0`: never). Read from `/proc` after each response (Linux only).
+#' @param watch For development: `TRUE` reloads the workers, as [valve_reload()] does, when a
+#'   `.R` file in the API's directory (the plumber file's, `dir`, or for `api` the working
+#'   directory; not subdirectories) is created, changed or deleted. The log names the file.
+#' @param preload `TRUE` loads plumber and the API once, in a template R process, and forks
+#'   every worker from it: a worker is then ready in tens of milliseconds instead of about half
+#'   a second, and shares the template's memory copy-on-write. Workers stay as isolated as
+#'   without it (own port, the secret, the watchdog, stopped by PID). Do not use it for an API
+#'   that opens database connections, threads or other handles when it is loaded: every fork
+#'   would share them. A `dir` whose `entrypoint.R` starts the server itself cannot be
+#'   preloaded. Workers' output is logged under `[preload]`. See the README, "Preforked workers".
 #' @param dir Instead of `plumber_file`: a directory served the way [plumber::plumb()] serves
 #'   `dir`. If it holds an `entrypoint.R`, each worker runs it with the worker's port in the
 #'   environment variables `VALVE_PORT`, `FAUCET_PORT` and `PLUMBER_PORT` and in
@@ -42,7 +64,8 @@
 #'   pod takes `per_pod` requests at once, with the same queue and timeouts as local workers.
 #'   The name is resolved again every `resolve_interval` seconds and after a failure: new pods
 #'   join, vanished pods are drained, and a failed look-up keeps the last known pods.
-#'   `n_min`, `n_max`, `check_unused`, `max_age` and `startup_timeout` do not apply.
+#'   `n_min`, `n_max`, `check_unused`, `max_age`, `startup_timeout` and the recycling limits
+#'   (`max_requests`, `max_worker_memory`) do not apply.
 #' @param per_pod Service mode: requests one pod may have in flight at once.
 #' @param resolve_interval Service mode: seconds between look-ups of the service name.
 #' @param ... Named arguments passed on to [plumber::pr_run()] in every worker, such as
@@ -71,7 +94,8 @@ valve_start <- function(plumber_file = "plumber.R", host = "127.0.0.1", port = 3
                         queue_max = 1000, queue_timeout = 60, request_timeout = 300,
                         startup_timeout = 60, max_body_size = 256 * 1024^2,
                         client_timeout = 30, dir = NULL, api = NULL, upstream = NULL,
-                        per_pod = 1, resolve_interval = 5, ...) {
+                        per_pod = 1, resolve_interval = 5, max_requests = 0, max_requests_jitter = 0,
+                        max_worker_memory = 0, watch = FALSE, preload = FALSE, ...) {
   # valve_run() forwards its arguments here: errors then name valve_run(), the function the
   # user called.
   if (identical(rlang::caller_fn(), valve_run)) rlang::local_error_call(rlang::caller_env())
@@ -84,7 +108,9 @@ valve_start <- function(plumber_file = "plumber.R", host = "127.0.0.1", port = 3
     check_unused = check_unused, max_age = max_age, queue_max = queue_max,
     queue_timeout = queue_timeout, request_timeout = request_timeout,
     startup_timeout = startup_timeout, max_body_size = max_body_size,
-    client_timeout = client_timeout, run_args = list(...), call = call
+    client_timeout = client_timeout, max_requests = max_requests,
+    max_requests_jitter = max_requests_jitter, max_worker_memory = max_worker_memory,
+    watch = watch, preload = preload, run_args = list(...), call = call
   )
   new_valve_server(engine_start(config, call = call), call = call)
 }
@@ -116,6 +142,35 @@ valve_stop <- function(server, grace = 10) {
   check_server(server)
   check_seconds(grace, "grace", allow_zero = TRUE, call = rlang::current_env())
   engine_stop(server$engine, grace = grace)
+  invisible(server)
+}
+
+#' Reload a valve server's workers
+#'
+#' Deploys new API code without downtime: new workers start with the API's current code and
+#' take requests as soon as they are ready; the old workers finish the requests they have,
+#' then stop. No request fails and the port stays open. As many new workers start as were
+#' running (at least one, even with `n_min = 0`, so broken code is found now), up to `n_max`;
+#' while they start the old ones still serve, so the pool may briefly hold more than `n_max`
+#' processes.
+#'
+#' If the new code cannot start, the old workers keep serving and `valve_reload()` fails
+#' with an error of class `valve_error_reload` whose parent holds the worker's own output
+#' (such as plumber's parse error). `valve_start(watch = TRUE)` reloads by itself when a file
+#' changes; the command line reloads on `SIGHUP`.
+#'
+#' @inheritParams valve_stop
+#' @return `server`, invisibly, once the first new worker serves.
+#' @export
+#' @examples
+#' \dontrun{
+#' server <- valve_start("plumber.R", port = 0)
+#' # ... edit plumber.R ...
+#' valve_reload(server)
+#' }
+valve_reload <- function(server) {
+  check_server(server)
+  engine_reload(server$engine)
   invisible(server)
 }
 

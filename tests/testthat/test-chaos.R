@@ -1,8 +1,10 @@
 # A short chaos run for `make check`; tools/soak.R runs the long one. 16 clients keep calling
 # while a random busy worker is killed every second: only requests in flight on killed workers
 # may fail, and they must fail with 502; the pool must be back at its size afterwards.
-test_that("killing random workers under load fails only their in-flight requests, with 502", {
-  server <- local_valve(n_min = 4, n_max = 4)
+# Run with workers started from scratch and with preforked ones, which are not the engine's
+# children (their exits reach it another way).
+expect_chaos_fails_only_killed_requests <- function(preload) {
+  server <- local_valve(n_min = 4, n_max = 4, preload = preload, .local_envir = parent.frame())
   url <- paste0(server$url, "/sleep?ms=50")
   statuses <- integer()
   pool <- curl::new_pool(total_con = 32, host_con = 32)
@@ -41,4 +43,12 @@ test_that("killing random workers under load fails only their in-flight requests
   expect_gt(sum(statuses == 200L), 10 * kills)
   wait_until(function() nrow(valve_workers(server)) == 4, "the pool is back at its size")
   expect_true(all(vapply(valve_workers(server)$pid, pid_alive, logical(1))))
+}
+
+test_that("killing random workers under load fails only their in-flight requests, with 502", {
+  expect_chaos_fails_only_killed_requests(preload = FALSE)
+})
+
+test_that("killing random preforked workers under load fails only their in-flight requests, with 502", {
+  expect_chaos_fails_only_killed_requests(preload = TRUE)
 })

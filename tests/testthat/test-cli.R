@@ -24,7 +24,8 @@ test_that("--help documents every option with its environment variable", {
   result <- run_cli("--help")
   expect_equal(result$status, 0L)
   for (flag in c("--host", "--port", "--file", "--dir", "--n-max", "--n-min", "--check-unused",
-                 "--max-age", "--workers", "VALVE_HOST", "VALVE_N_MAX", "PORT", "Exit status")) {
+                 "--max-age", "--max-requests", "--max-requests-jitter", "--max-worker-memory",
+                 "--watch", "--preload", "SIGHUP", "--workers", "VALVE_HOST", "VALVE_MAX_REQUESTS", "VALVE_N_MAX", "PORT", "Exit status")) {
     expect_match(result$stdout, flag, fixed = TRUE)
   }
 })

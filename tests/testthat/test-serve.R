@@ -63,6 +63,31 @@ test_that("the pool grows to n_max under load and shrinks back to n_min when idl
   expect_match(paste(valve_logs(server), collapse = "\n"), "idle for more than 3 s")
 })
 
+test_that("n_min = 0 starts no worker until the first request, and reaps down to none", {
+  server <- local_valve(n_min = 0, n_max = 2, max_age = 1, check_unused = 0.2)
+  expect_equal(nrow(valve_workers(server)), 0)
+  expect_equal(worker_pids(Sys.getpid()), integer())
+
+  cold <- http_get(paste0(server$url, "/pid"))
+  expect_equal(cold$status, 200L)
+  first <- json(cold)$pid
+  expect_true(first %in% valve_workers(server)$pid)
+
+  wait_until(function() nrow(valve_workers(server)) == 0, "every idle worker is reaped")
+  wait_until(function() !pid_alive(first), "the reaped worker exits")
+  again <- http_get(paste0(server$url, "/pid"))
+  expect_equal(again$status, 200L)
+  expect_false(json(again)$pid == first)
+})
+
+test_that("n_min = 0 with an API that cannot start answers 503 with the worker's error", {
+  server <- local_valve(plumber_file = test_api("broken.R"), n_min = 0, n_max = 1)
+  response <- http_get(paste0(server$url, "/pid"))
+  expect_equal(response$status, 503L)
+  expect_match(response$body, "no worker could be started")
+  expect_match(paste(valve_logs(server), collapse = "\n"), "a worker failed to start")
+})
+
 test_that("requests pass through with their bodies", {
   server <- local_valve()
   body <- as.raw(rep(1:255, length.out = 3e6))

@@ -59,3 +59,13 @@ function(req) {
 
 #* @get /forwarded
 function(req) list(xff = req$HTTP_X_FORWARDED_FOR, proto = req$HTTP_X_FORWARDED_PROTO, host = req$HTTP_X_FORWARDED_HOST)
+
+# Memory this process keeps, so that tests can push a worker above max_worker_memory.
+kept <- list()
+
+#* Allocates `mb` MiB (touched, so resident) and keeps it.
+#* @get /grow
+function(mb = 10) {
+  kept[[length(kept) + 1]] <<- stats::runif(as.numeric(mb) * 131072)
+  list(pid = Sys.getpid())
+}

@@ -12,6 +12,8 @@ import dev.valve.log.LogSink;
 import dev.valve.worker.WorkerProtocol;
 import dev.valve.worker.WorkerSpec;
 
+import sun.misc.Signal;
+
 /**
  * The command line, for containers and shells: {@code java -jar valve-engine.jar [options]} or
  * the {@code valve} launcher script shipped in the package. Takes Valve's flags and defaults and
@@ -31,13 +33,21 @@ public final class Main {
 
     private static final double STOP_GRACE_SECONDS = 10;
 
-    /** One option: its flags, its environment variable, its default, and what it means. */
-    private record Option(String name, String shortFlag, String env, String fallback, String help) {
+    /**
+     * One option: its flags, its environment variable, its default, and what it means. A switch
+     * takes no value on the command line ({@code --watch}; {@code --watch=false} too) and
+     * {@code true} or {@code false} from its variable.
+     */
+    private record Option(String name, String shortFlag, String env, String fallback, String help, boolean isSwitch) {
+        Option(String name, String shortFlag, String env, String fallback, String help) {
+            this(name, shortFlag, env, fallback, help, false);
+        }
+
         /** An option whose default is {@link ValveConfig}'s, under the same name in snake_case. */
         static Option engine(String name, String shortFlag, String help) {
-            String env = "VALVE_" + name.toUpperCase(Locale.ROOT).replace('-', '_');
-            return new Option(name, shortFlag, env, ValveConfig.number(ValveConfig.defaultOf(name.replace('-', '_'))),
-                    help);
+            Object fallback = ValveConfig.defaultOf(name.replace('-', '_'));
+            return new Option(name, shortFlag, "VALVE_" + name.toUpperCase(Locale.ROOT).replace('-', '_'),
+                    ValveConfig.number(fallback), help, fallback instanceof Boolean);
         }
     }
 
@@ -60,6 +70,11 @@ public final class Main {
             Option.engine("startup-timeout", null, "seconds a worker may take to start"),
             Option.engine("max-body-size", null, "largest request body in bytes (then 413)"),
             Option.engine("client-timeout", null, "seconds a client may stay silent"),
+            Option.engine("max-requests", null, "requests after which a worker is replaced (0: never)"),
+            Option.engine("max-requests-jitter", null, "up to this many more requests, drawn per worker"),
+            Option.engine("max-worker-memory", null, "MiB of resident memory above which a worker is replaced (0: never)"),
+            Option.engine("watch", null, "reload the workers when a .R file in the API's directory changes"),
+            Option.engine("preload", null, "fork workers from one R process that loaded the API once"),
             new Option("rscript", null, "VALVE_RSCRIPT", WorkerSpec.DEFAULT_RSCRIPT, "the Rscript that runs workers"),
             new Option("workers", "-w", "VALVE_WORKERS", null, "accepted for Valve compatibility and ignored: "
                     + "valve needs no thread setting (one virtual thread per request)"));
@@ -123,7 +138,8 @@ public final class Main {
                 Runtime.getRuntime().halt(status);
             }
         }, "valve-shutdown"));
-        out.println("valve is serving " + valve.url() + " (Ctrl-C or SIGTERM stops it)");
+        reloadOnHangUp(valve);
+        out.println("valve is serving " + valve.url() + " (Ctrl-C or SIGTERM stops it, SIGHUP reloads)");
         log.drain();
         try {
             stopped.await();
@@ -131,6 +147,15 @@ public final class Main {
             Thread.currentThread().interrupt();
         }
         return EXIT_OK;
+    }
+
+    /** As gunicorn: SIGHUP replaces every worker with one running the current code, without downtime. */
+    private static void reloadOnHangUp(Valve valve) {
+        try {
+            Signal.handle(new Signal("HUP"), signal -> valve.reloadInBackground("SIGHUP"));
+        } catch (IllegalArgumentException e) {
+            // No SIGHUP on this platform: valve_reload() and --watch remain.
+        }
     }
 
     /** Flags, then environment variables, then defaults. */
@@ -156,7 +181,9 @@ public final class Main {
             }
             Option option = find(arg);
             String value = inline;
-            if (value == null) {
+            if (value == null && option.isSwitch()) {
+                value = "true";
+            } else if (value == null) {
                 if (i + 1 >= args.length) {
                     throw new IllegalArgumentException(arg + " needs a value");
                 }
@@ -202,6 +229,11 @@ public final class Main {
         Double startupTimeout = number(values, "startup-timeout");
         Long maxBodySize = whole(values, "max-body-size");
         Double clientTimeout = number(values, "client-timeout");
+        Integer maxRequests = integer(values, "max-requests");
+        Integer maxRequestsJitter = integer(values, "max-requests-jitter");
+        Integer maxWorkerMemory = integer(values, "max-worker-memory");
+        Boolean watch = bool(values, "watch");
+        Boolean preload = bool(values, "preload");
         Integer perPod = integer(values, "per-pod");
         Double resolveInterval = number(values, "resolve-interval");
         String serviceUrl = values.get("service-url");
@@ -212,8 +244,8 @@ public final class Main {
                     : WorkerSpec.of(WorkerSpec.FILE, Path.of(values.get("file")), values.get("rscript"));
         }
         ValveConfig config = new ValveConfig(values.get("host"), port, nMin, nMax, checkUnused, maxAge, queueMax,
-                queueTimeout, requestTimeout, startupTimeout, maxBodySize, null, clientTimeout, serviceUrl, perPod,
-                resolveInterval, worker);
+                queueTimeout, requestTimeout, startupTimeout, maxBodySize, null, clientTimeout, maxRequests,
+                maxRequestsJitter, maxWorkerMemory, watch, preload, serviceUrl, perPod, resolveInterval, worker);
         if (worker != null) {
             WorkerProtocol.installedScript();
         }
@@ -238,6 +270,15 @@ public final class Main {
 
     private static IllegalArgumentException notWhole(Map<String, String> values, String name) {
         return new IllegalArgumentException("--" + name + " must be a whole number, not '" + values.get(name) + "'");
+    }
+
+    private static boolean bool(Map<String, String> values, String name) {
+        return switch (values.get(name).trim().toLowerCase(Locale.ROOT)) {
+            case "true", "yes", "1" -> true;
+            case "false", "no", "0" -> false;
+            default -> throw new IllegalArgumentException("--" + name + " must be true or false, not '"
+                    + values.get(name) + "'");
+        };
     }
 
     private static double number(Map<String, String> values, String name) {
@@ -266,6 +307,7 @@ public final class Main {
         text.append("""
                       --help (or -h alone) this text
 
+                SIGHUP reloads: new workers start with the API's current code, the old ones finish their requests.
                 Exit status: 0 stopped by SIGTERM/SIGINT, 2 bad option, 3 cannot listen, 4 workers failed to start.
                 """);
         return text.toString();

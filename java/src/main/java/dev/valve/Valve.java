@@ -32,6 +32,7 @@ import dev.valve.proxy.ErrorAnswers;
 import dev.valve.proxy.ProxyHandler;
 import dev.valve.proxy.StallGuard;
 import dev.valve.service.ServiceDiscovery;
+import dev.valve.worker.SourceWatcher;
 
 import io.helidon.http.DirectHandler;
 import io.helidon.webserver.WebServer;
@@ -62,6 +63,8 @@ public final class Valve implements AutoCloseable {
     private final String url;
     private final ServiceDiscovery discovery;
     private final IdleHeap idleHeap;
+    /** Reloads on changes to the API's sources ({@code watch}); null when not asked for. */
+    private volatile SourceWatcher watcher;
     private final AtomicBoolean stopped = new AtomicBoolean();
 
     private Valve(ValveConfig config, LogSink log, WorkerPool pool, StallGuard stallGuard, ProxyHandler handler,
@@ -175,13 +178,18 @@ public final class Valve implements AutoCloseable {
                 discovery.start();
                 return valve;
             }
-            log.add("valve", "listening on " + valve.url() + ", waiting for " + config.nMin() + " worker(s)");
+            log.add("valve", "listening on " + valve.url() + (config.nMin() == 0
+                    ? ", starting workers on demand (n_min = 0)"
+                    : ", waiting for " + config.nMin() + " worker(s)"));
             try {
                 workersReady.get(Math.round(config.startupTimeout() * 1000) + 5000, TimeUnit.MILLISECONDS);
             } catch (ExecutionException | TimeoutException | InterruptedException e) {
                 valve.stop(0);
                 String why = e instanceof ExecutionException ? e.getCause().getMessage() : "timed out";
                 throw new ValveException(ValveException.STARTUP, why, e);
+            }
+            if (config.watch()) {
+                valve.watchSources();
             }
             return valve;
         });
@@ -214,6 +222,61 @@ public final class Valve implements AutoCloseable {
         return total;
     }
 
+    private void watchSources() throws ValveException {
+        Path directory = config.worker().workingDirectory();
+        try {
+            watcher = new SourceWatcher(directory, changed -> reloadInBackground(String.join(", ", changed) + " changed"));
+        } catch (IOException e) {
+            stop(0);
+            throw new ValveException(ValveException.CONFIG, "cannot watch " + directory + " for changes: "
+                    + e.getMessage(), e);
+        }
+        log.add("valve", "watching the .R files in " + directory + ": a change reloads the workers");
+    }
+
+    /**
+     * Replaces every worker with one running the API's current code, as {@link WorkerPool#reload()}
+     * does, and waits until the first new one serves (the old ones then leave after their
+     * requests) or failed to start (the old ones keep serving).
+     *
+     * @throws ValveException with kind {@code reload} when the new workers failed to start, in
+     *                        service mode, or when valve is stopping
+     */
+    public void reload() throws ValveException {
+        if (discovery != null) {
+            throw new ValveException(ValveException.RELOAD,
+                    "service mode runs no workers of its own to reload: redeploy the pods", null);
+        }
+        // A launch may first wait out the crash backoff (up to 30 s), then take startup_timeout.
+        long bound = Math.round(config.startupTimeout() * 1000) + 35_000;
+        try {
+            startReload("requested").get(bound, TimeUnit.MILLISECONDS);
+        } catch (ExecutionException e) {
+            throw new ValveException(ValveException.RELOAD, "the new workers could not start, so the running ones "
+                    + "keep serving: " + e.getCause().getMessage(), e.getCause());
+        } catch (TimeoutException e) {
+            throw new ValveException(ValveException.RELOAD, "no new worker was ready within " + bound / 1000
+                    + " s; the reload goes on in the background", e);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new ValveException(ValveException.RELOAD, "interrupted; the reload goes on in the background", e);
+        }
+    }
+
+    /** A reload that reports its outcome in the log instead of waiting for it: SIGHUP and {@code watch}. */
+    void reloadInBackground(String why) {
+        if (discovery == null) {
+            startReload(why);
+        }
+    }
+
+    private CompletableFuture<Void> startReload(String why) {
+        log.add("valve", "reloading (" + why + "): new workers start with the current code");
+        return pool.reload().whenComplete((done, error) -> log.add("valve", error == null
+                ? "reloaded: new workers serve; the old ones leave after their requests"
+                : "the reload failed, so the running workers keep serving: " + error.getMessage()));
+    }
+
     /** Engine and worker log lines since the last call. */
     public String[] drainLog() {
         return log.drain();
@@ -228,6 +291,9 @@ public final class Valve implements AutoCloseable {
             return;
         }
         log.add("valve", "stopping");
+        if (watcher != null) {
+            watcher.close();
+        }
         if (discovery != null) {
             discovery.close();
         }

@@ -16,6 +16,7 @@ import com.fasterxml.jackson.databind.json.JsonMapper;
 
 import dev.valve.pool.PoolConfig;
 import dev.valve.pool.ProcessLauncher;
+import dev.valve.pool.Recycling;
 import dev.valve.proxy.ProxyHandler;
 import dev.valve.service.ServiceDiscovery;
 import dev.valve.worker.WorkerProtocol;
@@ -42,6 +43,13 @@ import dev.valve.worker.WorkerSpec;
  * @param memoryBuffer   bytes of one body kept in memory before spilling to a temporary file
  * @param clientTimeout  seconds a client connection may stay silent (in headers, in a body, or
  *                       idle between requests) before it is closed
+ * @param maxRequests    requests after which a worker is replaced by a fresh one; 0 never
+ * @param maxRequestsJitter up to this many more per worker (drawn for each), so workers started
+ *                       together are not replaced together
+ * @param maxWorkerMemory MiB of resident memory above which a worker is replaced after a
+ *                       request; 0 never
+ * @param watch          reload the workers when a {@code .R} file in the API's directory changes
+ * @param preload        fork workers from a template R process that loaded the API once
  * @param upstream       service mode: {@code http://name:port} of a (headless) service whose
  *                       addresses are the pods; no local workers then
  * @param perPod         service mode: requests one pod may have in flight at once
@@ -51,7 +59,10 @@ import dev.valve.worker.WorkerSpec;
 public record ValveConfig(String host, Integer port, Integer nMin, Integer nMax,
                           Double checkUnused, Double maxAge, Integer queueMax, Double queueTimeout,
                           Double requestTimeout, Double startupTimeout, Long maxBodySize,
-                          Integer memoryBuffer, Double clientTimeout, String upstream, Integer perPod,
+                          Integer memoryBuffer, Double clientTimeout, Integer maxRequests,
+                          Integer maxRequestsJitter, Integer maxWorkerMemory, Boolean watch, Boolean preload,
+                          String upstream,
+                          Integer perPod,
                           Double resolveInterval, WorkerSpec worker) {
 
     /** The defaults of the user-facing arguments, by their snake_case name, in the order of {@code ?valve_run}. */
@@ -75,6 +86,11 @@ public record ValveConfig(String host, Integer port, Integer nMin, Integer nMax,
         defaults.put("client_timeout", 30.0);
         defaults.put("per_pod", 1);
         defaults.put("resolve_interval", 5.0);
+        defaults.put("max_requests", 0);
+        defaults.put("max_requests_jitter", 0);
+        defaults.put("max_worker_memory", 0);
+        defaults.put("watch", false);
+        defaults.put("preload", false);
         return Collections.unmodifiableMap(defaults);
     }
 
@@ -97,6 +113,11 @@ public record ValveConfig(String host, Integer port, Integer nMin, Integer nMax,
         maxBodySize = orDefault(maxBodySize, "max_body_size");
         memoryBuffer = memoryBuffer == null ? DEFAULT_MEMORY_BUFFER : memoryBuffer;
         clientTimeout = orDefault(clientTimeout, "client_timeout");
+        maxRequests = orDefault(maxRequests, "max_requests");
+        maxRequestsJitter = orDefault(maxRequestsJitter, "max_requests_jitter");
+        maxWorkerMemory = orDefault(maxWorkerMemory, "max_worker_memory");
+        watch = orDefault(watch, "watch");
+        preload = orDefault(preload, "preload");
         perPod = orDefault(perPod, "per_pod");
         resolveInterval = orDefault(resolveInterval, "resolve_interval");
 
@@ -121,10 +142,23 @@ public record ValveConfig(String host, Integer port, Integer nMin, Integer nMax,
         atLeast("max_body_size", maxBodySize, 0);
         atLeast("memory_buffer", memoryBuffer, 0);
         positive("client_timeout", clientTimeout);
+        atLeast("max_requests", maxRequests, 0);
+        atLeast("max_requests_jitter", maxRequestsJitter, 0);
+        if (maxRequestsJitter > 0 && maxRequests == 0) {
+            throw new IllegalArgumentException("max_requests_jitter (" + maxRequestsJitter
+                    + ") needs max_requests: it adds to that limit, and max_requests is 0 (off)");
+        }
+        atLeast("max_worker_memory", maxWorkerMemory, 0);
         atLeast("per_pod", perPod, 1);
         positive("resolve_interval", resolveInterval);
         if ((worker == null) == (upstream == null)) {
             throw new IllegalArgumentException("give exactly one of worker (local workers) and upstream (service mode)");
+        }
+        if (watch && upstream != null) {
+            throw new IllegalArgumentException("watch reloads local workers, and service mode has none");
+        }
+        if (preload && upstream != null) {
+            throw new IllegalArgumentException("preload forks local workers, and service mode has none");
         }
         if (upstream != null) {
             URI uri;
@@ -198,12 +232,14 @@ public record ValveConfig(String host, Integer port, Integer nMin, Integer nMax,
     }
 
     PoolConfig pool() {
-        return new PoolConfig(nMin, nMax, seconds(maxAge), seconds(checkUnused), queueMax, seconds(queueTimeout));
+        return new PoolConfig(nMin, nMax, seconds(maxAge), seconds(checkUnused), queueMax, seconds(queueTimeout),
+                new Recycling(maxRequests, maxRequestsJitter, maxWorkerMemory * 1024L * 1024L));
     }
 
     /** @throws IllegalArgumentException when the worker script cannot be found beside the jars */
     ProcessLauncher.Settings launcher(String secret) {
-        return new ProcessLauncher.Settings(worker, WorkerProtocol.installedScript(), seconds(startupTimeout), secret);
+        return new ProcessLauncher.Settings(worker, WorkerProtocol.installedScript(), seconds(startupTimeout), secret,
+                preload);
     }
 
     /** Request heads above this get 431 from valve; Helidon's own parser limit is set well above it. */

@@ -13,6 +13,8 @@ public final class ValveException extends Exception {
     public static final String BIND = "bind";
     /** Workers could not be started. */
     public static final String STARTUP = "startup";
+    /** A reload's new workers could not start (the old ones keep serving), or there is nothing to reload. */
+    public static final String RELOAD = "reload";
 
     private final String kind;
 

@@ -79,12 +79,26 @@ class MainTest {
     void defaultsAreTheEngines() {
         Map<String, String> values = Main.parse(new String[0], Map.of());
         for (String name : new String[] {"host", "port", "n-min", "n-max", "check-unused", "max-age", "queue-max",
-            "queue-timeout", "request-timeout", "startup-timeout", "max-body-size", "client-timeout", "per-pod",
-            "resolve-interval"}) {
+            "queue-timeout", "request-timeout", "startup-timeout", "max-body-size", "client-timeout", "max-requests",
+            "max-requests-jitter", "max-worker-memory", "per-pod", "resolve-interval"}) {
             assertEquals(ValveConfig.number(ValveConfig.defaultOf(name.replace('-', '_'))), values.get(name), name);
         }
         assertEquals("268435456", values.get("max-body-size"));
         assertTrue(Main.help().contains("[VALVE_MAX_BODY_SIZE, default 268435456]"));
+    }
+
+    @Test
+    void aSwitchTakesNoValueOnTheCommandLineAndTrueOrFalseFromItsVariable() {
+        assertEquals("true", Main.parse(new String[] {"--watch", "-n", "2"}, Map.of()).get("watch"));
+        assertEquals("2", Main.parse(new String[] {"--watch", "-n", "2"}, Map.of()).get("n-max"));
+        assertEquals("false", Main.parse(new String[] {"--watch=false"}, Map.of()).get("watch"));
+        assertEquals("true", Main.parse(new String[0], Map.of("VALVE_WATCH", "true")).get("watch"));
+        assertEquals("false", Main.parse(new String[0], Map.of()).get("watch"));
+        ByteArrayOutputStream err = new ByteArrayOutputStream();
+        int status = Main.run(new String[] {"--watch=sometimes"}, Map.of(), new PrintStream(new ByteArrayOutputStream()),
+                new PrintStream(err, true, StandardCharsets.UTF_8));
+        assertEquals(Main.EXIT_USAGE, status);
+        assertTrue(err.toString(StandardCharsets.UTF_8).contains("--watch must be true or false, not 'sometimes'"));
     }
 
     @Test

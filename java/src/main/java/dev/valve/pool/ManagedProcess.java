@@ -11,6 +11,12 @@ public interface ManagedProcess {
     boolean isAlive();
 
     /**
+     * Resident memory in bytes, or -1 when it cannot be read (the process is gone, or the
+     * platform has no {@code /proc}). Cheap enough to call after every request.
+     */
+    long residentBytes();
+
+    /**
      * Runs {@code callback} once when the process has exited, whatever the reason; on the
      * caller's thread, at once, when it already has.
      */

@@ -11,9 +11,15 @@ import java.time.Duration;
  * @param checkUnused   how often idle upstreams are looked at
  * @param queueMax      requests allowed to wait for an upstream; more are refused
  * @param queueTimeout  how long a request may wait for an upstream
+ * @param recycling     when a launched upstream leaves for a fresh one
  */
 public record PoolConfig(int nMin, int nMax, Duration maxAge, Duration checkUnused,
-                         int queueMax, Duration queueTimeout) {
+                         int queueMax, Duration queueTimeout, Recycling recycling) {
+
+    /** Without recycling. */
+    public PoolConfig(int nMin, int nMax, Duration maxAge, Duration checkUnused, int queueMax, Duration queueTimeout) {
+        this(nMin, nMax, maxAge, checkUnused, queueMax, queueTimeout, Recycling.OFF);
+    }
 
     public PoolConfig {
         if (nMin < 0) {
@@ -28,6 +34,9 @@ public record PoolConfig(int nMin, int nMax, Duration maxAge, Duration checkUnus
         requirePositive("maxAge", maxAge);
         requirePositive("checkUnused", checkUnused);
         requirePositive("queueTimeout", queueTimeout);
+        if (recycling == null) {
+            throw new IllegalArgumentException("recycling must be given; Recycling.OFF for none");
+        }
     }
 
     private static void requirePositive(String name, Duration value) {

@@ -10,13 +10,12 @@ import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
-import java.util.ArrayDeque;
 import java.util.ArrayList;
-import java.util.Deque;
 import java.util.List;
 import java.util.Set;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ConcurrentHashMap;
+import java.util.function.Consumer;
 import java.util.concurrent.locks.ReentrantLock;
 
 import dev.valve.log.LogSink;
@@ -37,7 +36,6 @@ import dev.valve.worker.WorkerSpec;
  */
 public final class ProcessLauncher implements UpstreamLauncher {
     private static final int PORT_ATTEMPTS = 3;
-    private static final int TAIL_LINES = 40;
     private static final Duration TERMINATE_GRACE = Duration.ofSeconds(2);
     private static final Duration READER_JOIN = Duration.ofSeconds(1);
     private static final Path SETSID = Path.of("/usr/bin/setsid");
@@ -47,13 +45,22 @@ public final class ProcessLauncher implements UpstreamLauncher {
      * @param script         the worker script, {@link WorkerProtocol#installedScript()} outside tests
      * @param startupTimeout how long a worker may take to answer HTTP
      * @param secret         written to each worker's standard input as its first line
+     * @param preload        fork workers from a {@link Template} that loaded the API once,
+     *                       instead of starting each from scratch
      */
-    public record Settings(WorkerSpec worker, Path script, Duration startupTimeout, String secret) {
+    public record Settings(WorkerSpec worker, Path script, Duration startupTimeout, String secret, boolean preload) {
+        /** Workers started from scratch. */
+        public Settings(WorkerSpec worker, Path script, Duration startupTimeout, String secret) {
+            this(worker, script, startupTimeout, secret, false);
+        }
     }
 
     private final Settings settings;
     private final LogSink log;
     private final Set<Process> launching = ConcurrentHashMap.newKeySet();
+    /** Guards {@link #template}; held while one starts, so concurrent launches share it. */
+    private final ReentrantLock templateLock = new ReentrantLock();
+    private Template template;
     private volatile boolean closed;
 
     public ProcessLauncher(Settings settings, LogSink log) {
@@ -75,6 +82,10 @@ public final class ProcessLauncher implements UpstreamLauncher {
     }
 
     private Upstream launchBlocking(int id) throws IOException, InterruptedException {
+        return settings.preload() ? forkBlocking(id) : spawnBlocking(id);
+    }
+
+    private Upstream spawnBlocking(int id) throws IOException, InterruptedException {
         String name = "worker " + id;
         for (int attempt = 1; ; attempt++) {
             if (closed) {
@@ -85,13 +96,16 @@ public final class ProcessLauncher implements UpstreamLauncher {
             Process process = spawn(id, port);
             launching.add(process);
             Tail tail = new Tail();
-            Thread reader = pipeLines(process.getInputStream(), name, tail);
+            Thread reader = pipeLines(process.getInputStream(), name, line -> {
+                log.add(name, line);
+                tail.add(line);
+            });
             try {
-                if (awaitHttp(process, port, started)) {
+                if (awaitHttp(process.toHandle(), port, started)) {
                     long millis = (System.nanoTime() - started) / 1_000_000;
                     log.add("valve", name + " ready in " + millis + " ms (pid " + process.pid()
                             + ", port " + port + ")");
-                    return new ProcessUpstream(name, process, port);
+                    return new ProcessUpstream(name, process.toHandle(), port);
                 }
                 if (!process.isAlive() && process.exitValue() == WorkerProtocol.EXIT_PORT_IN_USE
                         && attempt < PORT_ATTEMPTS) {
@@ -100,11 +114,11 @@ public final class ProcessLauncher implements UpstreamLauncher {
                 String why = closed ? "was stopped while starting: the server is shutting down"
                         : process.isAlive() ? "did not answer HTTP within " + settings.startupTimeout().toSeconds() + " s"
                         : "exited with status " + process.exitValue() + " before answering HTTP";
-                ProcessUpstream.terminate(process, TERMINATE_GRACE);
+                ProcessUpstream.terminate(process.toHandle(), TERMINATE_GRACE);
                 reader.join(READER_JOIN);
                 throw new LaunchException(name + " " + why + tail.describe());
             } catch (InterruptedException | RuntimeException e) {
-                ProcessUpstream.terminate(process, TERMINATE_GRACE);
+                ProcessUpstream.terminate(process.toHandle(), TERMINATE_GRACE);
                 throw e;
             } finally {
                 launching.remove(process);
@@ -113,14 +127,7 @@ public final class ProcessLauncher implements UpstreamLauncher {
     }
 
     private Process spawn(int id, int port) throws IOException {
-        List<String> command = new ArrayList<>();
-        if (Files.isExecutable(SETSID)) {
-            command.add(SETSID.toString());
-        }
-        command.addAll(WorkerProtocol.command(settings.worker(), settings.script()));
-        ProcessBuilder builder = new ProcessBuilder(command)
-                .directory(settings.worker().workingDirectory().toFile())
-                .redirectErrorStream(true);
+        ProcessBuilder builder = builder(settings);
         WorkerProtocol.applyEnvironment(builder.environment(), settings.worker(), port, id);
         Process process = builder.start();
         try {
@@ -131,8 +138,115 @@ public final class ProcessLauncher implements UpstreamLauncher {
         return process;
     }
 
+    /** An R process as workers (and the template) run: in its own session, stdout and stderr merged. */
+    static ProcessBuilder builder(Settings settings) {
+        List<String> command = new ArrayList<>();
+        if (Files.isExecutable(SETSID)) {
+            command.add(SETSID.toString());
+        }
+        command.addAll(WorkerProtocol.command(settings.worker(), settings.script()));
+        return new ProcessBuilder(command)
+                .directory(settings.worker().workingDirectory().toFile())
+                .redirectErrorStream(true);
+    }
+
+    /**
+     * A worker forked by the template: the API is loaded already, so it only binds its port. Its
+     * exit status is the template's to see, not ours: any exit before it answers is retried on
+     * another port a few times, as a taken port would be.
+     */
+    private Upstream forkBlocking(int id) throws IOException, InterruptedException {
+        String name = "worker " + id;
+        for (int attempt = 1; ; attempt++) {
+            if (closed) {
+                throw new LaunchException(name + " was not started: the server is shutting down");
+            }
+            long started = System.nanoTime();
+            Template from = template();
+            int port = freePort();
+            ProcessHandle process = from.fork(id, port, settings.startupTimeout());
+            if (awaitHttp(process, port, started)) {
+                long millis = (System.nanoTime() - started) / 1_000_000;
+                log.add("valve", name + " ready in " + millis + " ms, forked from the template (pid "
+                        + process.pid() + ", port " + port + ")");
+                return new ProcessUpstream(name, process, port);
+            }
+            if (!process.isAlive() && !closed && attempt < PORT_ATTEMPTS) {
+                continue;
+            }
+            String why = closed ? "was stopped while starting: the server is shutting down"
+                    : process.isAlive() ? "did not answer HTTP within " + settings.startupTimeout().toSeconds() + " s"
+                    : "exited before answering HTTP";
+            ProcessUpstream.terminate(process, TERMINATE_GRACE);
+            throw new LaunchException(name + " " + why + from.describeOutput());
+        }
+    }
+
+    /**
+     * With preload, starts the template now rather than with the first worker: with
+     * {@code n_min = 0} the first request then waits only for a fork.
+     */
+    @Override
+    public void prepare() {
+        if (settings.preload()) {
+            Thread.ofPlatform().daemon().name("valve-template-start").start(() -> {
+                try {
+                    template();
+                } catch (IOException | RuntimeException e) {
+                    log.add("valve", "the preload template could not start: " + e.getMessage());
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                }
+            });
+        }
+    }
+
+    /** The template, started (and waited for) when there is none, it died, or a reload replaced it. */
+    private Template template() throws IOException, InterruptedException {
+        templateLock.lock();
+        try {
+            if (template == null || !template.isAlive()) {
+                if (template != null) {
+                    log.add("valve", "the preload template (pid " + template.pid() + ") is gone; starting a new one");
+                }
+                template = null;
+                Template started = Template.start(settings, log);
+                launching.add(started.process());
+                try {
+                    started.awaitReady(settings.startupTimeout(), () -> closed);
+                } finally {
+                    launching.remove(started.process());
+                }
+                template = started;
+            }
+            return template;
+        } finally {
+            templateLock.unlock();
+        }
+    }
+
+    /**
+     * With preload, the next worker comes from a new template that loads the API's current code;
+     * the old template stops (its forks serve on until the pool replaces them). Nothing to do
+     * otherwise: every worker is started from scratch anyway.
+     */
+    @Override
+    public void reload() {
+        Template old;
+        templateLock.lock();
+        try {
+            old = template;
+            template = null;
+        } finally {
+            templateLock.unlock();
+        }
+        if (old != null) {
+            Thread.ofPlatform().daemon().name("valve-template-stop").start(old::stop);
+        }
+    }
+
     /** Polls until the worker answers any HTTP status, exits, or the start-up timeout passes. */
-    private boolean awaitHttp(Process process, int port, long started) throws InterruptedException {
+    private boolean awaitHttp(ProcessHandle process, int port, long started) throws InterruptedException {
         long deadline = started + settings.startupTimeout().toNanos();
         long pause = 20;
         while (System.nanoTime() - deadline < 0) {
@@ -149,49 +263,21 @@ public final class ProcessLauncher implements UpstreamLauncher {
         return false;
     }
 
-    /** One reader per worker, for its whole life; it ends when the pipe closes. */
-    private Thread pipeLines(InputStream stream, String name, Tail tail) {
+    /** One reader per process, for its whole life, on a platform thread; it ends when the pipe closes. */
+    static Thread pipeLines(InputStream stream, String name, Consumer<String> onLine) {
         return Thread.ofPlatform().daemon().name("valve-log-" + name).start(() -> {
             try (BufferedReader reader = new BufferedReader(new InputStreamReader(stream, StandardCharsets.UTF_8))) {
                 String line;
                 while ((line = reader.readLine()) != null) {
-                    log.add(name, line);
-                    tail.add(line);
+                    onLine.accept(line);
                 }
             } catch (IOException e) {
-                // The pipe closes when the worker exits; nothing left to read.
+                // The pipe closes when the process exits; nothing left to read.
             }
         });
     }
 
-    /** A worker's last lines of output, for the error when it fails to start. */
-    private static final class Tail {
-        private final ReentrantLock lock = new ReentrantLock();
-        private final Deque<String> lines = new ArrayDeque<>();
-
-        void add(String line) {
-            lock.lock();
-            try {
-                if (lines.size() == TAIL_LINES) {
-                    lines.pollFirst();
-                }
-                lines.addLast(line);
-            } finally {
-                lock.unlock();
-            }
-        }
-
-        String describe() {
-            lock.lock();
-            try {
-                return lines.isEmpty() ? "; it printed nothing" : ". Its last output:\n" + String.join("\n", lines);
-            } finally {
-                lock.unlock();
-            }
-        }
-    }
-
-    private static int freePort() throws IOException {
+    static int freePort() throws IOException {
         try (ServerSocket socket = new ServerSocket(0, 1, InetAddress.getLoopbackAddress())) {
             return socket.getLocalPort();
         }
@@ -205,7 +291,18 @@ public final class ProcessLauncher implements UpstreamLauncher {
     public void close() {
         closed = true;
         for (Process process : launching) {
-            ProcessUpstream.terminate(process, TERMINATE_GRACE);
+            ProcessUpstream.terminate(process.toHandle(), TERMINATE_GRACE);
+        }
+        Template last;
+        templateLock.lock();
+        try {
+            last = template;
+            template = null;
+        } finally {
+            templateLock.unlock();
+        }
+        if (last != null) {
+            last.stop();
         }
         for (Path file : settings.worker().temporaryFiles()) {
             try {

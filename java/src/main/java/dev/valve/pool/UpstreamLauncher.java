@@ -10,6 +10,14 @@ public interface UpstreamLauncher extends AutoCloseable {
 
     CompletableFuture<Upstream> launch(int id);
 
+    /** Called once when the pool starts, before any launch, to get ready for the first one. */
+    default void prepare() {
+    }
+
+    /** Later launches must run the API's current code (a rolling reload); called before they are asked for. */
+    default void reload() {
+    }
+
     @Override
     default void close() {
     }

@@ -16,6 +16,7 @@ import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
 import java.util.concurrent.ScheduledExecutorService;
+import java.util.concurrent.ThreadLocalRandom;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.TimeoutException;
 import java.util.concurrent.locks.Condition;
@@ -32,8 +33,12 @@ import dev.valve.pool.PoolException.Reason;
  * <p>Rules: an upstream that frees up goes straight to the longest-waiting request (never to a
  * newcomer); launches follow {@link Scaling}; idle upstreams are reused most recently used first,
  * and those older than {@code maxAge} are stopped down to {@code nMin}; dead upstreams leave the
- * pool at once and are replaced when needed. Launch failures and crashes go through
- * {@link Backoff}, so a broken API never makes the engine spin.
+ * pool at once and are replaced when needed. A launched upstream that reached its
+ * {@link Recycling} limit leaves after its request; it no longer counts for {@link Scaling}, so
+ * its replacement starts while it finishes when requests would otherwise wait. A
+ * {@link #reload() reload} launches a new generation of upstreams; the old ones serve until the
+ * first new one is ready, then leave (idle ones at once, busy ones after their request). Launch
+ * failures and crashes go through {@link Backoff}, so a broken API never makes the engine spin.
  *
  * <p>Upstreams come two ways. Launched ones belong to the pool: it watches their process, reaps
  * and stops them. {@link #admit Admitted} ones (remote pods) belong to whoever admitted them: the
@@ -47,6 +52,7 @@ public final class WorkerPool implements AutoCloseable {
     private static final Duration BACKOFF_BASE = Duration.ofMillis(250);
     private static final Duration BACKOFF_MAX = Duration.ofSeconds(30);
     private static final Duration STOP_GRACE = Duration.ofSeconds(3);
+    private static final long MIB = 1024 * 1024;
     /** Beyond a stop's own bound (grace, then as long again after SIGKILL), for a loaded machine. */
     private static final Duration STOP_MARGIN = Duration.ofSeconds(2);
 
@@ -80,10 +86,20 @@ public final class WorkerPool implements AutoCloseable {
     private final Backoff backoff;
     /** Members in the pool, idle or busy; each is counted out exactly once, by {@link #leave}. */
     private int live;
+    /** Members of {@code live} that leave once their request is done ({@link Member#leaving}). */
+    private int outgoing;
     private int starting;
     private int nextId = 1;
     private boolean closed;
     private boolean retryScheduled;
+    /** What launches get now; a reload increments it. */
+    private int generation;
+    /** Members older than this were replaced by a reload that succeeded: late arrivals among them are stopped. */
+    private int oldestKept;
+    /** While a reload waits for its first new upstream: every member is then of an older generation. */
+    private CompletableFuture<Void> reloading;
+    /** Upstreams a pending reload replaces: it launches that many, however few requests need them. */
+    private int reloadTarget;
     private long startedCount;
     private long failedCount;
 
@@ -96,11 +112,16 @@ public final class WorkerPool implements AutoCloseable {
         final Runnable onFailure;
         long idleSince;
         long requests;
+        /** Requests after which it is recycled; 0 for never. */
+        long requestLimit;
+        /** The pool's generation when it was launched. */
+        int generation;
         int inFlight;
         int maxInFlight;
         /** Out of the pool: never parked, handed out or counted again. */
         boolean gone;
-        boolean retiring;
+        /** Why it leaves once its request is done; null while it stays. */
+        String leaving;
 
         Member(Upstream upstream, boolean launched, Runnable onFailure) {
             this.upstream = upstream;
@@ -113,10 +134,13 @@ public final class WorkerPool implements AutoCloseable {
     private static final class Effects {
         int firstId;
         int launches;
+        int generation;
         /** New members whose process exit must be watched. */
         final List<Member> watch = new ArrayList<>(1);
         final List<Stop> stops = new ArrayList<>(1);
         final List<Runnable> failures = new ArrayList<>(1);
+        /** Completes or fails a reload's future, outside the lock, where its callers' callbacks may run. */
+        final List<Runnable> reloadOutcomes = new ArrayList<>(0);
         /** Upstreams that left the pool, for whoever keeps state per upstream. */
         final List<Upstream> departed = new ArrayList<>(1);
     }
@@ -151,6 +175,9 @@ public final class WorkerPool implements AutoCloseable {
      * as one of them fails, so a broken API is reported at once instead of after every attempt.
      */
     public CompletableFuture<Void> start() {
+        if (launcher != null) {
+            launcher.prepare();
+        }
         List<CompletableFuture<Upstream>> launches = update(effects -> {
         });
         CompletableFuture<Void> ready = new CompletableFuture<>();
@@ -275,12 +302,16 @@ public final class WorkerPool implements AutoCloseable {
 
     /** Called once per lease by {@link Lease}. */
     void giveBack(Member member, boolean discard) {
+        // A file read, however small: never under the lock.
+        long resident = !discard && member.launched && config.recycling().checksMemory()
+                ? member.upstream.process().map(ManagedProcess::residentBytes).orElse(-1L)
+                : -1;
         update(effects -> {
             member.inFlight--;
             busy.remove(member);
             // A gone member is already out: its process exited, or close() took it.
             if (!member.gone) {
-                takeBack(member, discard, effects);
+                takeBack(member, discard, resident, effects);
             }
             if (busy.isEmpty()) {
                 allIdle.signalAll();
@@ -288,7 +319,7 @@ public final class WorkerPool implements AutoCloseable {
         });
     }
 
-    private void takeBack(Member member, boolean discard, Effects effects) {
+    private void takeBack(Member member, boolean discard, long resident, Effects effects) {
         if (!isAlive(member)) {
             died(member);
         } else if (discard) {
@@ -298,11 +329,35 @@ public final class WorkerPool implements AutoCloseable {
             } else {
                 effects.failures.add(member.onFailure);
             }
-        } else if (member.retiring) {
-            leave(member);
         } else {
             backoff.success();
-            handOff(member);
+            if (member.leaving != null) {
+                leaveAfterRequest(member, member.leaving, effects);
+            } else if (config.recycling().overMemory(resident)) {
+                leaveAfterRequest(member, "recycled: " + resident / MIB + " MiB resident, above max_worker_memory ("
+                        + config.recycling().maxMemoryBytes() / MIB + " MiB)", effects);
+            } else {
+                handOff(member);
+            }
+        }
+    }
+
+    /** A member that answered leaves for good, stopped if launched. Lock held. */
+    private void leaveAfterRequest(Member member, String why, Effects effects) {
+        leave(member);
+        if (member.launched) {
+            effects.stops.add(new Stop(member.upstream, why));
+        }
+    }
+
+    /**
+     * Marks a member to leave once its request is done. From now on it counts for no
+     * {@link Scaling} rule, so its replacement can start while it finishes. Lock held.
+     */
+    private void markLeaving(Member member, String why) {
+        if (member.leaving == null) {
+            member.leaving = why;
+            outgoing++;
         }
     }
 
@@ -329,6 +384,9 @@ public final class WorkerPool implements AutoCloseable {
     private void leave(Member member) {
         member.gone = true;
         live--;
+        if (member.leaving != null) {
+            outgoing--;
+        }
         departed.add(member.upstream);
         if (!member.launched) {
             admitted.remove(member.upstream, member);
@@ -352,6 +410,9 @@ public final class WorkerPool implements AutoCloseable {
         member.requests++;
         member.inFlight++;
         member.maxInFlight = Math.max(member.maxInFlight, member.inFlight);
+        if (member.requestLimit > 0 && member.requests >= member.requestLimit) {
+            markLeaving(member, "recycled after " + member.requests + " requests (max_requests)");
+        }
     }
 
     private static boolean isAlive(Member member) {
@@ -384,7 +445,11 @@ public final class WorkerPool implements AutoCloseable {
         if (closed || launcher == null) {
             return;
         }
-        int count = scaling.launches(live, starting, waiters.size(), idle.size());
+        // While a reload is pending every member is old: none counts as staying.
+        int staying = reloading != null ? 0 : live - outgoing;
+        Scaling rule = reloading != null ? new Scaling(Math.min(config.nMax(), Math.max(config.nMin(), reloadTarget)),
+                config.nMax()) : scaling;
+        int count = rule.launches(staying, live - staying, starting, waiters.size(), reloading != null ? 0 : idle.size());
         if (count <= 0) {
             return;
         }
@@ -399,6 +464,7 @@ public final class WorkerPool implements AutoCloseable {
         starting += count;
         effects.firstId = nextId;
         effects.launches = count;
+        effects.generation = generation;
         nextId += count;
     }
 
@@ -431,6 +497,7 @@ public final class WorkerPool implements AutoCloseable {
             log.accept("stopping " + stop.upstream().name() + " (pid " + pid(stop.upstream()) + "): " + stop.why());
             stop(stop.upstream());
         }
+        effects.reloadOutcomes.forEach(Runnable::run);
         for (Runnable failure : effects.failures) {
             try {
                 failure.run();
@@ -447,12 +514,13 @@ public final class WorkerPool implements AutoCloseable {
                 launch = CompletableFuture.failedFuture(e);
             }
             // The pool has taken the upstream in only once onLaunched ran: callers wait for that.
-            launches.add(launch.whenComplete(this::onLaunched));
+            int launchGeneration = effects.generation;
+            launches.add(launch.whenComplete((upstream, error) -> onLaunched(upstream, error, launchGeneration)));
         }
         return launches;
     }
 
-    private void onLaunched(Upstream upstream, Throwable error) {
+    private void onLaunched(Upstream upstream, Throwable error, int launchGeneration) {
         update(effects -> {
             starting--;
             if (error != null) {
@@ -460,12 +528,17 @@ public final class WorkerPool implements AutoCloseable {
                 Throwable cause = unwrap(error);
                 backoff.failure();
                 log.accept("a worker failed to start: " + cause.getMessage());
+                if (reloading != null && launchGeneration == generation) {
+                    abandonReload(cause, effects);
+                }
                 if (live == 0 && starting == 0) {
                     failWaiters(new PoolException(Reason.NO_UPSTREAM,
                             "no worker could be started: " + cause.getMessage()));
                 }
             } else if (closed) {
                 effects.stops.add(new Stop(upstream, "started after shutdown"));
+            } else if (launchGeneration < oldestKept) {
+                effects.stops.add(new Stop(upstream, "started with the code a reload replaced"));
             } else if (upstream.process().isPresent() && !upstream.process().get().isAlive()) {
                 // Answered its readiness probe, then died: like a crash, never parked or counted.
                 failedCount++;
@@ -475,10 +548,75 @@ public final class WorkerPool implements AutoCloseable {
                 startedCount++;
                 live++;
                 Member member = new Member(upstream, true, null);
+                member.requestLimit = config.recycling().requestLimit(ThreadLocalRandom.current());
+                member.generation = launchGeneration;
                 effects.watch.add(member);
                 handOff(member);
+                if (reloading != null && launchGeneration == generation) {
+                    commitReload(effects);
+                }
             }
         });
+    }
+
+    /**
+     * Starts a new generation of upstreams, so that they run the API's current code; the old ones
+     * keep serving until the first new one is ready, then leave: idle ones at once, busy ones
+     * after their request, so no request fails. At least one new upstream starts (even in an
+     * empty pool, to try the new code), and as many as were running. A reload asked for while
+     * one is pending joins it: both end with the newest generation.
+     *
+     * @return completes once the first new upstream took requests; fails with the cause when the
+     *         first new upstream failed to start, and then the old ones stay
+     */
+    public CompletableFuture<Void> reload() {
+        if (launcher != null) {
+            // Before any launch of the new generation is asked for.
+            launcher.reload();
+        }
+        List<CompletableFuture<Void>> outcome = new ArrayList<>(1);
+        update(effects -> {
+            if (closed || launcher == null) {
+                outcome.add(CompletableFuture.failedFuture(new PoolException(Reason.CLOSED,
+                        closed ? "the server is shutting down" : "there are no launched workers to reload")));
+                return;
+            }
+            generation++;
+            reloadTarget = Math.max(1, live - outgoing);
+            if (reloading == null) {
+                reloading = new CompletableFuture<>();
+            }
+            outcome.add(reloading);
+        });
+        return outcome.get(0);
+    }
+
+    /** The first upstream of the newest generation is ready: every older one leaves. Lock held. */
+    private void commitReload(Effects effects) {
+        oldestKept = generation;
+        for (Member member : List.copyOf(idle)) {
+            if (member.launched && member.generation < generation) {
+                idle.remove(member);
+                leaveAfterRequest(member, "replaced by a reload", effects);
+            }
+        }
+        for (Member member : busy) {
+            if (member.launched && !member.gone && member.generation < generation) {
+                markLeaving(member, "replaced by a reload");
+            }
+        }
+        CompletableFuture<Void> done = reloading;
+        reloading = null;
+        reloadTarget = 0;
+        effects.reloadOutcomes.add(() -> done.complete(null));
+    }
+
+    /** The newest generation cannot start: the old upstreams stay, as current as before. Lock held. */
+    private void abandonReload(Throwable cause, Effects effects) {
+        CompletableFuture<Void> failed = reloading;
+        reloading = null;
+        reloadTarget = 0;
+        effects.reloadOutcomes.add(() -> failed.completeExceptionally(cause));
     }
 
     private void failWaiters(PoolException error) {
@@ -492,7 +630,7 @@ public final class WorkerPool implements AutoCloseable {
     void reap() {
         update(effects -> {
             long cutoff = nanoTime.getAsLong() - config.maxAge().toNanos();
-            while (live > config.nMin() && !idle.isEmpty() && idle.peekLast().launched
+            while (live - outgoing > config.nMin() && !idle.isEmpty() && idle.peekLast().launched
                     && idle.peekLast().idleSince - cutoff < 0) {
                 Member member = idle.pollLast();
                 leave(member);
@@ -543,7 +681,7 @@ public final class WorkerPool implements AutoCloseable {
             if (idle.remove(member)) {
                 leave(member);
             } else {
-                member.retiring = true;
+                markLeaving(member, "retired");
             }
         });
     }
@@ -582,12 +720,15 @@ public final class WorkerPool implements AutoCloseable {
     public void close(Duration grace) {
         List<Member> members = new ArrayList<>();
         List<Upstream> left;
+        CompletableFuture<Void> pendingReload = null;
         boolean interrupted = false;
         lock.lock();
         try {
             if (!closed) {
                 closed = true;
                 failWaiters(new PoolException(Reason.CLOSED, "the server is shutting down"));
+                pendingReload = reloading;
+                reloading = null;
             }
             try {
                 long remaining = grace.toNanos();
@@ -616,6 +757,9 @@ public final class WorkerPool implements AutoCloseable {
         }
         if (interrupted) {
             Thread.currentThread().interrupt();
+        }
+        if (pendingReload != null) {
+            pendingReload.completeExceptionally(new PoolException(Reason.CLOSED, "the server is shutting down"));
         }
         left.forEach(departureListener);
         timer.shutdownNow();

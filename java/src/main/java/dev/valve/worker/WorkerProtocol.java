@@ -31,9 +31,16 @@ public final class WorkerProtocol {
     public static final String ENV_PATH = "VALVE_PATH";
     /** {@link WorkerSpec#runArgs()}; unset when there are none. */
     public static final String ENV_RUN_ARGS = "VALVE_RUN_ARGS";
+    /** {@code 1} for the template of preforked workers, which gets no port of its own. */
+    public static final String ENV_PRELOAD = "VALVE_PRELOAD";
     /** Every variable above: none may leak in from the engine's own environment. */
     static final List<String> VARIABLES = List.of(ENV_PORT, ENV_WORKER_ID, ENV_PARENT_PID, ENV_MODE, ENV_PATH,
-            ENV_RUN_ARGS);
+            ENV_RUN_ARGS, ENV_PRELOAD);
+
+    /** The template's line on stdout once the API is loaded and it takes fork commands. */
+    public static final String TEMPLATE_READY = "valve-template-ready";
+    /** The template's answer to a fork command: this prefix, the worker's id, a space, its pid. */
+    public static final String FORKED = "valve-forked ";
 
     /** Requested to see whether a worker answers; any HTTP status counts, as the secret guard answers 403. */
     public static final String READY_PATH = "/__valve__/ready";
@@ -73,6 +80,24 @@ public final class WorkerProtocol {
     }
 
     /**
+     * As {@link #applyEnvironment} for the template of preforked workers: each fork gets its
+     * port and id with its {@link #forkCommand}, and inherits the rest.
+     */
+    public static void applyTemplateEnvironment(Map<String, String> processEnvironment, WorkerSpec worker) {
+        VARIABLES.forEach(processEnvironment::remove);
+        Map<String, String> env = environment(worker, 0, 0);
+        env.remove(ENV_PORT);
+        env.remove(ENV_WORKER_ID);
+        env.put(ENV_PRELOAD, "1");
+        processEnvironment.putAll(env);
+    }
+
+    /** The line that asks the template for a worker with this id, serving on this port. */
+    public static String forkCommand(int id, int port) {
+        return "fork " + id + " " + port + "\n";
+    }
+
+    /**
      * Writes the run's secret as the first line of the worker's standard input and closes it:
      * unlike the environment, API code cannot read it back.
      */
@@ -80,6 +105,12 @@ public final class WorkerProtocol {
         try (stdin) {
             stdin.write((secret + "\n").getBytes(StandardCharsets.US_ASCII));
         }
+    }
+
+    /** As {@link #writeSecret}, for the template, whose stdin stays open for fork commands. */
+    public static void writeTemplateSecret(OutputStream stdin, String secret) throws IOException {
+        stdin.write((secret + "\n").getBytes(StandardCharsets.US_ASCII));
+        stdin.flush();
     }
 
     /**

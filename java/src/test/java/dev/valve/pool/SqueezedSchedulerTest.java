@@ -57,7 +57,7 @@ class SqueezedSchedulerTest {
             StubWorker http = new StubWorker(id);
             Process process = new ProcessBuilder("/bin/sh", "-c", SCRIPT).redirectErrorStream(true).start();
             Thread reader = Thread.ofPlatform().daemon().name("test-worker-" + id).start(
-                    () -> follow(process, new ProcessUpstream("worker " + id, process, http.port()), ready));
+                    () -> follow(process, new ProcessUpstream("worker " + id, process.toHandle(), http.port()), ready));
             workers.add(new Worker(process, http, reader));
         } catch (IOException e) {
             throw new UncheckedIOException(e);

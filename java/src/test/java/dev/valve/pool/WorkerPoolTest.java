@@ -191,6 +191,158 @@ class WorkerPoolTest {
     }
 
     @Test
+    void withNMinZeroNothingRunsUntilARequestAndIdleWorkersAreReapedToNone() throws Exception {
+        AtomicLong clock = new AtomicLong();
+        pool(0, 2, clock).start().get(10, TimeUnit.SECONDS);
+        assertEquals(0, launcher.attempts.get(), "n_min = 0 starts nothing");
+
+        Lease first = pool.acquire();
+        StubWorker cold = (StubWorker) first.upstream();
+        first.release();
+        // Every worker, the spare included, ages out: nothing is kept.
+        Await.until("the spare is ready", () -> pool.status().idle() == 2);
+        clock.addAndGet(Duration.ofMinutes(6).toNanos());
+        pool.reap();
+        assertEquals(0, pool.status().upstreams().size());
+        Await.until("the reaped workers are stopped", () -> launcher.launched.stream().noneMatch(StubWorker::isAlive));
+
+        try (Lease again = pool.acquire()) {
+            assertTrue(((StubWorker) again.upstream()).isAlive());
+            assertFalse(again.upstream() == cold, "a new worker serves after the pool emptied");
+        }
+    }
+
+    private WorkerPool pool(int nMin, int nMax, Recycling recycling) {
+        pool = new WorkerPool(new PoolConfig(nMin, nMax, Duration.ofMinutes(5), Duration.ofMillis(20), 1000,
+                Duration.ofSeconds(30), recycling), launcher, events::add);
+        return pool;
+    }
+
+    @Test
+    void aWorkerAtMaxRequestsLeavesAfterItsResponseAndItsReplacementStartsMeanwhile() throws Exception {
+        pool(1, 1, new Recycling(3, 0, 0)).start().get(10, TimeUnit.SECONDS);
+        StubWorker first = launcher.launched.get(0);
+        pool.acquire().release();
+        pool.acquire().release();
+        assertEquals(1, launcher.launched.size(), "two requests are below the limit");
+        Lease last = pool.acquire();
+        assertSame(first, last.upstream());
+        Await.until("the replacement is ready while the last request runs", () -> pool.status().idle() == 1);
+        assertTrue(first.isAlive(), "a worker serving its last request is not stopped");
+        last.release();
+        Await.until("the recycled worker is stopped", () -> !first.isAlive());
+        assertTrue(events.stream().anyMatch(e -> e.contains("recycled after 3 requests")), events.toString());
+        try (Lease next = pool.acquire()) {
+            assertSame(launcher.launched.get(1), next.upstream());
+        }
+        assertEquals(1, pool.status().upstreams().size());
+    }
+
+    @Test
+    void aWorkerOnItsWayOutIsReplacedOnceAndNoMore() throws Exception {
+        pool(0, 3, new Recycling(1, 0, 0));
+        Lease only = pool.acquire();
+        Await.until("its replacement is ready", () -> pool.status().idle() == 1);
+        only.release();
+        Await.until("the recycled worker is stopped", () -> !((StubWorker) only.upstream()).isAlive());
+        assertEquals(2, launcher.launched.size(), "one replacement, as the spare of a busy pool");
+        assertEquals(1, pool.status().upstreams().size());
+    }
+
+    @Test
+    void aWorkerAboveMaxWorkerMemoryAfterARequestLeavesAndIsReplaced() throws Exception {
+        pool(1, 2, new Recycling(0, 0, 1000)).start().get(10, TimeUnit.SECONDS);
+        StubWorker worker = launcher.launched.get(0);
+        worker.resident.set(1000);
+        pool.acquire().release();
+        assertTrue(worker.isAlive(), "at the limit is not above it");
+        Lease lease = pool.acquire();
+        worker.resident.set(1001);
+        lease.release();
+        Await.until("the worker above the limit is stopped", () -> !worker.isAlive());
+        Await.until("n_min is restored", () -> pool.status().idle() == 1);
+        assertTrue(events.stream().anyMatch(e -> e.contains("above max_worker_memory")), events.toString());
+    }
+
+    @Test
+    void aReloadReplacesEveryWorkerIdleOnesAtOnceBusyOnesAfterTheirRequest() throws Exception {
+        pool(2, 4).start().get(10, TimeUnit.SECONDS);
+        Lease inFlight = pool.acquire();
+        StubWorker busyOld = (StubWorker) inFlight.upstream();
+        StubWorker idleOld = launcher.launched.stream().filter(w -> w != busyOld).findFirst().orElseThrow();
+        List<StubWorker> old = List.copyOf(launcher.launched);
+
+        pool.reload().get(10, TimeUnit.SECONDS);
+        Await.until("the idle old worker is stopped", () -> !idleOld.isAlive());
+        assertTrue(busyOld.isAlive(), "a busy old worker finishes its request");
+        inFlight.release();
+        Await.until("the busy old worker leaves after its request", () -> !busyOld.isAlive());
+        for (int i = 0; i < 4; i++) {
+            try (Lease lease = pool.acquire()) {
+                assertFalse(old.contains((StubWorker) lease.upstream()), "an old worker served after the reload");
+            }
+        }
+        assertTrue(events.stream().anyMatch(e -> e.contains("replaced by a reload")), events.toString());
+    }
+
+    @Test
+    void oldWorkersServeUntilTheFirstNewOneIsReady() throws Exception {
+        pool(1, 2).start().get(10, TimeUnit.SECONDS);
+        StubWorker old = launcher.launched.get(0);
+        launcher.hold();
+        var reload = pool.reload();
+        Await.until("the new worker is starting", () -> launcher.launched.size() == 2);
+        try (Lease lease = pool.acquire()) {
+            assertSame(old, lease.upstream());
+        }
+        assertFalse(reload.isDone());
+        launcher.releaseHeld();
+        reload.get(10, TimeUnit.SECONDS);
+        Await.until("the old worker is stopped", () -> !old.isAlive());
+        try (Lease lease = pool.acquire()) {
+            assertSame(launcher.launched.get(1), lease.upstream());
+        }
+    }
+
+    @Test
+    void aReloadWhoseNewCodeCannotStartKeepsTheOldWorkers() throws Exception {
+        pool(2, 2).start().get(10, TimeUnit.SECONDS);
+        List<StubWorker> old = List.copyOf(launcher.launched);
+        launcher.failing.set(true);
+        ExecutionException failed = assertThrows(ExecutionException.class, () -> pool.reload().get(10, TimeUnit.SECONDS));
+        assertTrue(failed.getCause().getMessage().contains("Error in library(missing)"), failed.getCause().toString());
+        assertTrue(old.stream().allMatch(StubWorker::isAlive));
+        Lease first = pool.acquire();
+        Lease second = pool.acquire();
+        assertTrue(old.contains((StubWorker) first.upstream()) && old.contains((StubWorker) second.upstream()));
+        first.release();
+        second.release();
+        assertEquals(2, pool.status().idle());
+
+        // Fixed code: the next reload goes through.
+        launcher.failing.set(false);
+        pool.reload().get(10, TimeUnit.SECONDS);
+        Await.until("the old workers are stopped", () -> old.stream().noneMatch(StubWorker::isAlive));
+    }
+
+    @Test
+    void aLaunchInProgressAtTheReloadJoinsAsOldAndANewOneStillStarts() throws Exception {
+        pool(1, 3).start().get(10, TimeUnit.SECONDS);
+        launcher.hold();
+        Lease held = pool.acquire();
+        Await.until("the spare is starting", () -> launcher.launched.size() == 2);
+        StubWorker spare = launcher.launched.get(1);
+        var reload = pool.reload();
+        launcher.releaseHeld();
+        reload.get(10, TimeUnit.SECONDS);
+        Await.until("the spare, started with the old code, is stopped", () -> !spare.isAlive());
+        assertEquals(3, launcher.launched.size());
+        assertTrue(launcher.launched.get(2).isAlive());
+        held.release();
+        Await.until("the held old worker leaves after its request", () -> !launcher.launched.get(0).isAlive());
+    }
+
+    @Test
     void aFullQueueRefusesAtOnce() throws Exception {
         pool(1, 1, Duration.ofMinutes(5), 1, Duration.ofSeconds(30)).start().get(10, TimeUnit.SECONDS);
         Lease held = pool.acquire();

@@ -25,6 +25,7 @@ import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.atomic.AtomicLong;
 import java.util.zip.CRC32;
 
 import dev.valve.pool.ManagedProcess;
@@ -53,6 +54,8 @@ public final class StubWorker implements Upstream, ManagedProcess {
     public final AtomicInteger maxInFlight = new AtomicInteger();
     /** Connections accepted: fewer than requests means connections were reused. */
     public final AtomicInteger connections = new AtomicInteger();
+    /** What {@link #residentBytes()} reports, as a test sets it. */
+    public final AtomicLong resident = new AtomicLong(-1);
 
     private final String name;
     private final ServerSocket server;
@@ -97,6 +100,11 @@ public final class StubWorker implements Upstream, ManagedProcess {
     @Override
     public boolean isAlive() {
         return alive.get();
+    }
+
+    @Override
+    public long residentBytes() {
+        return resident.get();
     }
 
     @Override
