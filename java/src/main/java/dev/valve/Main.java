@@ -31,13 +31,33 @@ public final class Main {
 
     private static final double STOP_GRACE_SECONDS = 10;
 
-    /** One option: its flags, its environment variable, its default, and what it means. */
-    private record Option(String name, String shortFlag, String env, String fallback, String help) {
+    /**
+     * One option: its flags, its environment variable, its default, and what it means. A switch
+     * takes no value: its flag is {@code --no-NAME} and sets it to false.
+     */
+    private record Option(String name, String shortFlag, String env, String fallback, String help, boolean isSwitch) {
+        Option(String name, String shortFlag, String env, String fallback, String help) {
+            this(name, shortFlag, env, fallback, help, false);
+        }
+
         /** An option whose default is {@link ValveConfig}'s, under the same name in snake_case. */
         static Option engine(String name, String shortFlag, String help) {
-            String env = "VALVE_" + name.toUpperCase(Locale.ROOT).replace('-', '_');
-            return new Option(name, shortFlag, env, ValveConfig.number(ValveConfig.defaultOf(name.replace('-', '_'))),
-                    help);
+            Object fallback = ValveConfig.defaultOf(name.replace('-', '_'));
+            return new Option(name, shortFlag, env(name), fallback == null ? null : ValveConfig.number(fallback), help);
+        }
+
+        /** A true/false option of {@link ValveConfig}'s, turned off on the command line by {@code --no-NAME}. */
+        static Option engineSwitch(String name, String help) {
+            return new Option(name, null, env(name), ValveConfig.number(ValveConfig.defaultOf(name.replace('-', '_'))),
+                    help, true);
+        }
+
+        String flag() {
+            return isSwitch ? "--no-" + name : "--" + name;
+        }
+
+        private static String env(String name) {
+            return "VALVE_" + name.toUpperCase(Locale.ROOT).replace('-', '_');
         }
     }
 
@@ -60,6 +80,9 @@ public final class Main {
             Option.engine("startup-timeout", null, "seconds a worker may take to start"),
             Option.engine("max-body-size", null, "largest request body in bytes (then 413)"),
             Option.engine("client-timeout", null, "seconds a client may stay silent"),
+            Option.engine("admin-port", null, "port for /metrics, /healthz, /readyz and /status (0: a free one; "
+                    + "unset: none)"),
+            Option.engineSwitch("access-log", "no access log line per request (the variable takes true or false)"),
             new Option("rscript", null, "VALVE_RSCRIPT", WorkerSpec.DEFAULT_RSCRIPT, "the Rscript that runs workers"),
             new Option("workers", "-w", "VALVE_WORKERS", null, "accepted for Valve compatibility and ignored: "
                     + "valve needs no thread setting (one virtual thread per request)"));
@@ -124,6 +147,9 @@ public final class Main {
             }
         }, "valve-shutdown"));
         out.println("valve is serving " + valve.url() + " (Ctrl-C or SIGTERM stops it)");
+        if (valve.adminUrl() != null) {
+            out.println("metrics, probes and status: " + valve.adminUrl() + "/status");
+        }
         log.drain();
         try {
             stopped.await();
@@ -155,6 +181,13 @@ public final class Main {
                 arg = arg.substring(0, arg.indexOf('='));
             }
             Option option = find(arg);
+            if (option.isSwitch()) {
+                if (inline != null) {
+                    throw new IllegalArgumentException(arg + " takes no value");
+                }
+                values.put(option.name(), "false");
+                continue;
+            }
             String value = inline;
             if (value == null) {
                 if (i + 1 >= args.length) {
@@ -178,7 +211,7 @@ public final class Main {
 
     private static Option find(String flag) {
         for (Option option : OPTIONS) {
-            if (flag.equals("--" + option.name()) || flag.equals(option.shortFlag())) {
+            if (flag.equals(option.flag()) || flag.equals(option.shortFlag())) {
                 return option;
             }
         }
@@ -204,6 +237,8 @@ public final class Main {
         Double clientTimeout = number(values, "client-timeout");
         Integer perPod = integer(values, "per-pod");
         Double resolveInterval = number(values, "resolve-interval");
+        Integer adminPort = values.get("admin-port") == null ? null : integer(values, "admin-port");
+        boolean accessLog = bool(values, "access-log");
         String serviceUrl = values.get("service-url");
         WorkerSpec worker = null;
         if (serviceUrl == null) {
@@ -213,7 +248,7 @@ public final class Main {
         }
         ValveConfig config = new ValveConfig(values.get("host"), port, nMin, nMax, checkUnused, maxAge, queueMax,
                 queueTimeout, requestTimeout, startupTimeout, maxBodySize, null, clientTimeout, serviceUrl, perPod,
-                resolveInterval, worker);
+                resolveInterval, adminPort, accessLog, worker);
         if (worker != null) {
             WorkerProtocol.installedScript();
         }
@@ -240,6 +275,16 @@ public final class Main {
         return new IllegalArgumentException("--" + name + " must be a whole number, not '" + values.get(name) + "'");
     }
 
+    private static boolean bool(Map<String, String> values, String name) {
+        String value = values.get(name).trim().toLowerCase(Locale.ROOT);
+        return switch (value) {
+            case "true", "yes", "1" -> true;
+            case "false", "no", "0" -> false;
+            default -> throw new IllegalArgumentException("VALVE_" + name.toUpperCase(Locale.ROOT).replace('-', '_')
+                    + " must be true or false, not '" + values.get(name) + "'");
+        };
+    }
+
     private static double number(Map<String, String> values, String name) {
         try {
             return Double.parseDouble(values.get(name).trim());
@@ -259,7 +304,7 @@ public final class Main {
                 Options (each also read from the environment variable shown):
                 """);
         for (Option option : OPTIONS) {
-            String flags = (option.shortFlag() == null ? "    " : option.shortFlag() + ", ") + "--" + option.name();
+            String flags = (option.shortFlag() == null ? "    " : option.shortFlag() + ", ") + option.flag();
             text.append(String.format(Locale.ROOT, "  %-24s %s [%s%s]%n", flags, option.help(), option.env(),
                     option.fallback() == null ? "" : ", default " + option.fallback()));
         }

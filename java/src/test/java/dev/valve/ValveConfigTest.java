@@ -42,8 +42,8 @@ class ValveConfigTest {
         @SuppressWarnings("unchecked")
         Map<String, Object> defaults = JSON.readValue(ValveConfig.defaultsJson(), Map.class);
         assertEquals(List.of("host", "port", "n_min", "n_max", "check_unused", "max_age", "queue_max", "queue_timeout",
-                "request_timeout", "startup_timeout", "max_body_size", "client_timeout", "per_pod", "resolve_interval"),
-                List.copyOf(defaults.keySet()));
+                "request_timeout", "startup_timeout", "max_body_size", "client_timeout", "per_pod", "resolve_interval",
+                "admin_port", "access_log"), List.copyOf(defaults.keySet()));
         assertEquals(268435456, ((Number) defaults.get("max_body_size")).longValue());
 
         @SuppressWarnings("unchecked")
@@ -66,7 +66,8 @@ class ValveConfigTest {
         "max_age  | 0    | max_age must be a positive number of seconds, not 0",
         "client_timeout | -2.5 | client_timeout must be a positive number of seconds, not -2.5",
         "max_body_size  | -1   | max_body_size must be a whole number >= 0, not -1",
-        "per_pod  | 0    | per_pod must be a whole number >= 1, not 0"})
+        "per_pod  | 0    | per_pod must be a whole number >= 1, not 0",
+        "admin_port | 70000 | admin_port must be a whole number between 0 and 65535, not 70000"})
     void eachRuleIsSaidInWords(String name, double value, String message) throws Exception {
         Object number = value == Math.rint(value) ? (Object) (long) value : (Object) value;
         assertEquals("invalid valve configuration: " + message, refusal(Map.of(name, number)));
@@ -76,6 +77,7 @@ class ValveConfigTest {
     void rulesBetweenMembersAreSaidInWords() throws Exception {
         assertEquals("invalid valve configuration: n_min (5) must not be larger than n_max (2)",
                 refusal(Map.of("n_min", 5, "n_max", 2)));
+        assertTrue(refusal(Map.of("port", 8000, "admin_port", 8000)).contains("admin_port (8000) must differ from port"));
         assertTrue(refusal(Map.of("host", "bad host")).contains("host must be an IP address or host name"));
         assertTrue(refusal(Map.of("upstream", "http://svc:80")).contains("exactly one of worker"));
         assertTrue(refusal(Map.of("nmax", 2)).contains("nmax"), "an unknown member is refused by name");

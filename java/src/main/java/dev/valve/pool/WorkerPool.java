@@ -5,6 +5,7 @@ import java.util.ArrayDeque;
 import java.util.ArrayList;
 import java.util.Deque;
 import java.util.HashMap;
+import java.util.LinkedHashMap;
 import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Map;
@@ -86,6 +87,8 @@ public final class WorkerPool implements AutoCloseable {
     private boolean retryScheduled;
     private long startedCount;
     private long failedCount;
+    /** Launched members that left, by {@link ExitReason#ordinal()}. */
+    private final long[] exits = new long[ExitReason.values().length];
 
     /** Bookkeeping for one ready upstream; guarded by the pool's lock. */
     static final class Member {
@@ -259,7 +262,7 @@ public final class WorkerPool implements AutoCloseable {
             if (interrupted) {
                 // Nobody will use it: it goes on to the next waiter, and the caller learns as
                 // in any other abandonment.
-                giveBack(member, false);
+                giveBack(member, null);
                 Thread.currentThread().interrupt();
                 throw new PoolException(Reason.CLOSED, "the request was abandoned");
             }
@@ -273,8 +276,12 @@ public final class WorkerPool implements AutoCloseable {
                 : new PoolException(Reason.NO_UPSTREAM, String.valueOf(cause));
     }
 
-    /** Called once per lease by {@link Lease}. */
-    void giveBack(Member member, boolean discard) {
+    /**
+     * Called once per lease by {@link Lease}.
+     *
+     * @param discard why the member must leave, or null when it may take the next request
+     */
+    void giveBack(Member member, ExitReason discard) {
         update(effects -> {
             member.inFlight--;
             busy.remove(member);
@@ -288,18 +295,18 @@ public final class WorkerPool implements AutoCloseable {
         });
     }
 
-    private void takeBack(Member member, boolean discard, Effects effects) {
+    private void takeBack(Member member, ExitReason discard, Effects effects) {
         if (!isAlive(member)) {
             died(member);
-        } else if (discard) {
-            leave(member);
+        } else if (discard != null) {
+            leave(member, discard);
             if (member.launched) {
                 effects.stops.add(new Stop(member.upstream, "discarded after a failed request"));
             } else {
                 effects.failures.add(member.onFailure);
             }
         } else if (member.retiring) {
-            leave(member);
+            leave(member, ExitReason.STOP);
         } else {
             backoff.success();
             handOff(member);
@@ -317,7 +324,7 @@ public final class WorkerPool implements AutoCloseable {
 
     /** A member's process exited on its own. Lock held. */
     private void died(Member member) {
-        leave(member);
+        leave(member, ExitReason.CRASH);
         idle.remove(member);
         if (!closed) {
             backoff.failure();
@@ -326,9 +333,12 @@ public final class WorkerPool implements AutoCloseable {
     }
 
     /** Takes a member out of the pool's counts; the only place {@code live} goes down. Lock held. */
-    private void leave(Member member) {
+    private void leave(Member member, ExitReason reason) {
         member.gone = true;
         live--;
+        if (member.launched) {
+            exits[reason.ordinal()]++;
+        }
         departed.add(member.upstream);
         if (!member.launched) {
             admitted.remove(member.upstream, member);
@@ -495,7 +505,7 @@ public final class WorkerPool implements AutoCloseable {
             while (live > config.nMin() && !idle.isEmpty() && idle.peekLast().launched
                     && idle.peekLast().idleSince - cutoff < 0) {
                 Member member = idle.pollLast();
-                leave(member);
+                leave(member, ExitReason.IDLE_REAP);
                 effects.stops.add(new Stop(member.upstream,
                         "idle for more than " + config.maxAge().toSeconds() + " s"));
             }
@@ -541,7 +551,7 @@ public final class WorkerPool implements AutoCloseable {
                 return;
             }
             if (idle.remove(member)) {
-                leave(member);
+                leave(member, ExitReason.STOP);
             } else {
                 member.retiring = true;
             }
@@ -557,12 +567,19 @@ public final class WorkerPool implements AutoCloseable {
                     upstreams.add(describe(member, true));
                 }
             }
+            long now = nanoTime.getAsLong();
             for (Member member : idle) {
-                upstreams.add(describe(member, false));
+                upstreams.add(describe(member, false).idleFor(now - member.idleSince));
             }
             int busyLive = upstreams.size() - idle.size();
+            Map<String, Long> exitsByReason = new LinkedHashMap<>();
+            for (ExitReason reason : ExitReason.values()) {
+                exitsByReason.put(reason.label, exits[reason.ordinal()]);
+            }
+            boolean canLaunch = launcher != null && !closed && live + starting < config.nMax()
+                    && backoff.remaining() <= 0;
             return new PoolStatus(starting, idle.size(), busyLive, waiters.size(), startedCount,
-                    failedCount, List.copyOf(upstreams));
+                    failedCount, List.copyOf(upstreams), exitsByReason, canLaunch);
         } finally {
             lock.unlock();
         }
@@ -571,7 +588,7 @@ public final class WorkerPool implements AutoCloseable {
     private static PoolStatus.UpstreamStatus describe(Member member, boolean busy) {
         Upstream upstream = member.upstream;
         return new PoolStatus.UpstreamStatus(upstream.name(), pid(upstream), upstream.port(), busy,
-                member.requests, member.maxInFlight);
+                member.requests, member.maxInFlight, 0);
     }
 
     /**
@@ -605,7 +622,7 @@ public final class WorkerPool implements AutoCloseable {
                     members.add(member);
                 }
             }
-            members.forEach(this::leave);
+            members.forEach(member -> leave(member, ExitReason.STOP));
             left = List.copyOf(departed);
             departed.clear();
             idle.clear();
