@@ -3,7 +3,8 @@
 
 valve_config <- function(source, host, port, n_min, n_max, check_unused, max_age,
                          queue_max, queue_timeout, request_timeout, startup_timeout,
-                         max_body_size, client_timeout, run_args, call = rlang::caller_env()) {
+                         max_body_size, client_timeout, admin_port, access_log, run_args,
+                         call = rlang::caller_env()) {
   check_host(host, call = call)
   check_whole(port, "port", min = 0, max = 65535, call = call)
   check_whole(n_min, "n_min", min = 0, call = call)
@@ -23,6 +24,20 @@ valve_config <- function(source, host, port, n_min, n_max, check_unused, max_age
   check_seconds(startup_timeout, "startup_timeout", call = call)
   check_whole(max_body_size, "max_body_size", min = 0, call = call)
   check_seconds(client_timeout, "client_timeout", call = call)
+  if (!is.null(admin_port)) {
+    check_whole(admin_port, "admin_port", min = 0, max = 65535, call = call)
+    if (admin_port != 0 && admin_port == port) {
+      valve_abort(
+        c("{.arg admin_port} ({admin_port}) must differ from {.arg port}.",
+          i = "The admin listener is a port of its own; {.code admin_port = 0} picks a free one."),
+        kind = "argument", call = call
+      )
+    }
+  }
+  if (!rlang::is_bool(access_log)) {
+    valve_abort("{.arg access_log} must be {.code TRUE} or {.code FALSE}, not {not_value(access_log)}.",
+                kind = "argument", call = call)
+  }
   check_run_args(run_args, call = call)
 
   engine <- list(
@@ -37,7 +52,9 @@ valve_config <- function(source, host, port, n_min, n_max, check_unused, max_age
     request_timeout = as.double(request_timeout),
     startup_timeout = as.double(startup_timeout),
     max_body_size = as.double(max_body_size),
-    client_timeout = as.double(client_timeout)
+    client_timeout = as.double(client_timeout),
+    admin_port = if (!is.null(admin_port)) as.integer(admin_port),
+    access_log = access_log
   )
   if (source$mode == "service") {
     c(engine, list(upstream = source$upstream, per_pod = source$per_pod, resolve_interval = source$resolve_interval))

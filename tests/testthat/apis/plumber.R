@@ -59,3 +59,7 @@ function(req) {
 
 #* @get /forwarded
 function(req) list(xff = req$HTTP_X_FORWARDED_FOR, proto = req$HTTP_X_FORWARDED_PROTO, host = req$HTTP_X_FORWARDED_HOST)
+
+#* The X-Request-Id this worker received.
+#* @get /request-id
+function(req) list(id = req$HTTP_X_REQUEST_ID)

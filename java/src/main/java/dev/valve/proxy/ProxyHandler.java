@@ -120,8 +120,12 @@ public final class ProxyHandler implements Handler, AutoCloseable {
                 req.headers().first(HeaderNames.REFERER).orElse(null),
                 req.headers().first(HeaderNames.USER_AGENT).orElse(null), RequestIds.choose(req.headers()));
         res.header(RequestIds.HEADER, exchange.requestId());
+        // Helidon's isSent() stays false for some complete answers (an encoded body goes out as a
+        // stream): a forward that returned has answered in full.
+        boolean answered = false;
         try {
             forward(req, res, exchange);
+            answered = true;
             if (clientWantsClose(req)) {
                 // Helidon 4.5 answers "Connection: close" but keeps the connection open
                 // (helidon-io/helidon#12324): a client reading to end-of-stream would hang. Helidon
@@ -133,7 +137,7 @@ public final class ProxyHandler implements Handler, AutoCloseable {
                 throw new CloseConnectionException("the client asked to close the connection");
             }
         } finally {
-            observer.finish(exchange, res.isSent() ? res.status().code() : CLIENT_GONE);
+            observer.finish(exchange, answered || res.isSent() ? res.status().code() : CLIENT_GONE);
         }
     }
 
