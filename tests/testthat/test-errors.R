@@ -17,7 +17,8 @@ test_that("bad arguments are classed errors that name the argument, before anyth
   expect_error(valve_start(api, max_body_size = -1), "max_body_size", class = "valve_error_argument")
   expect_error(valve_start(api, 3000), "host", class = "valve_error_argument")
   expect_error(
-    valve_start(api, "127.0.0.1", 0, 1, 3, 10, 300, 1000, 60, 300, 60, 1e6, 30, NULL, NULL, NULL, 1, 5, TRUE),
+    valve_start(api, "127.0.0.1", 0, 1, 3, 10, 300, 1000, 60, 300, 60, 1e6, 30, NULL, TRUE, NULL, NULL, NULL, 1, 5,
+                TRUE),
     "must be named", class = "valve_error_argument"
   )
   expect_error(valve_start(api, quiet = TRUE), "quiet", class = "valve_error_argument")
