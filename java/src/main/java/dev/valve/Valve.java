@@ -153,7 +153,7 @@ public final class Valve implements AutoCloseable {
                     // Its own socket and routing, with Helidon's ordinary connections: nothing on it
                     // goes through the proxy's connection type, its queue or a worker.
                     AdminRoutes admin = new AdminRoutes(observer, pool::status, stopped::get,
-                            () -> started.get().statusReport(), ValveConfig::toJson);
+                            () -> started.get() == null ? null : started.get().statusReport(), ValveConfig::toJson);
                     serverConfig.putSocket(ADMIN_SOCKET, socket -> socket.host(config.host()).port(config.adminPort()))
                             .routing(ADMIN_SOCKET, admin::register);
                 }
@@ -200,13 +200,13 @@ public final class Valve implements AutoCloseable {
             }
             Valve valve = new Valve(config, log, pool, stallGuard, handler, server, spool, discovery, observer, stopped);
             started.set(valve);
+            if (valve.adminUrl() != null) {
+                log.add("valve", "metrics, probes and status on " + valve.adminUrl());
+            }
             if (discovery != null) {
                 log.add("valve", "listening on " + valve.url() + ", forwarding to the pods of " + config.upstream());
                 discovery.start();
                 return valve;
-            }
-            if (valve.adminUrl() != null) {
-                log.add("valve", "metrics, probes and status on " + valve.adminUrl());
             }
             log.add("valve", "listening on " + valve.url() + ", waiting for " + config.nMin() + " worker(s)");
             try {

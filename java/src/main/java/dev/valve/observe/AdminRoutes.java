@@ -28,7 +28,8 @@ public final class AdminRoutes {
     private final Function<Object, String> json;
 
     /**
-     * @param report the {@link StatusReport}
+     * @param report the {@link StatusReport}; null in the instant between the listener starting
+     *               and the engine knowing its own addresses
      * @param json   the engine's JSON writer
      */
     public AdminRoutes(Observer observer, Supplier<PoolStatus> pool, Supplier<Boolean> stopping,
@@ -57,16 +58,19 @@ public final class AdminRoutes {
             text(res, readiness.ready() ? Status.OK_200 : Status.SERVICE_UNAVAILABLE_503,
                     (readiness.ready() ? "ready: " : "not ready: ") + readiness.why());
         });
-        routing.get("/status", (req, res) -> {
-            res.header(HeaderNames.CONTENT_TYPE, "text/html; charset=utf-8");
-            res.header(HeaderNames.CACHE_CONTROL, "no-store");
-            res.send(StatusPage.render(report.get()).getBytes(StandardCharsets.UTF_8));
-        });
-        routing.get("/status.json", (req, res) -> {
-            res.header(HeaderValues.CONTENT_TYPE_JSON);
-            res.header(HeaderNames.CACHE_CONTROL, "no-store");
-            res.send(json.apply(report.get()).getBytes(StandardCharsets.UTF_8));
-        });
+        routing.get("/status", (req, res) -> sendReport(res, "text/html; charset=utf-8", StatusPage::render));
+        routing.get("/status.json", (req, res) -> sendReport(res, "application/json", json::apply));
+    }
+
+    private void sendReport(ServerResponse res, String contentType, Function<Map<String, Object>, String> render) {
+        Map<String, Object> status = report.get();
+        if (status == null) {
+            text(res, Status.SERVICE_UNAVAILABLE_503, "starting");
+            return;
+        }
+        res.header(HeaderNames.CONTENT_TYPE, contentType);
+        res.header(HeaderNames.CACHE_CONTROL, "no-store");
+        res.send(render.apply(status).getBytes(StandardCharsets.UTF_8));
     }
 
     private static void text(ServerResponse res, Status status, String body) {
