@@ -28,7 +28,7 @@ APT_PACKAGES := r-base-core r-cran-rjava r-cran-plumber r-cran-testthat \
 
 JAVA_SOURCES := $(shell find java/src/main -type f) java/pom.xml
 R_SOURCES := $(wildcard R/*.R) DESCRIPTION
-PACKAGE_FILES := $(R_SOURCES) $(shell find inst/examples inst/worker tests -type f 2>/dev/null)
+PACKAGE_FILES := $(R_SOURCES) $(shell find inst tests -type f -not -path 'inst/java/*' 2>/dev/null)
 
 .PHONY: help deps jars document install demo check java-test r-check bench clean
 

@@ -177,10 +177,11 @@ check_java <- function(call = rlang::caller_env()) {
 #' @section Java settings:
 #' rJava runs one JVM per R session, started by the first `valve_start()` (loading valve does
 #' not start it) with the flags in `options(java.parameters = )`. If that option is unset (or
-#' holds rJava's own default, `"-Xmx512m"`), valve starts the JVM with
-#' `r paste0("\\code{", valve_java_parameters, "}", collapse = " ")`: a bounded heap, a
+#' holds rJava's own default, `"-Xmx512m"`), valve starts the JVM with its own flags, listed
+#' with the reason for each in `system.file("jvm-flags", package = "valve")`: a bounded heap, a
 #' small young generation and the serial collector keep the session's memory small under load,
-#' and compiling with C1 only saves the memory and CPU of the C2 compiler. To choose other
+#' and the heap and the memory the JVM freed go back to the system when the engine falls idle
+#' after serving. The command line uses the same flags. To choose other
 #' flags, set the option before the first `valve_start()` in the session, for example
 #' `options(java.parameters = c("-Xmx1g", "-XX:+UseG1GC"))`; valve then adds none of its own.
 #' Flags cannot change once the JVM runs, so the option has no effect after the first start, or
@@ -190,14 +191,11 @@ check_java <- function(call = rlang::caller_env()) {
 NULL
 
 # JVM flags valve starts the JVM with when the user chose none (see ?valve_start, "Java
-# settings"). tools/jvm-flags.R measured the R session's RSS after 20k GET /fast over 8
-# connections and 100 bodies of 1 MiB (medians on a shared 2-core machine): rJava's -Xmx512m
-# (G1, C1 and C2) 417 MiB; -Xmx256m alone 342; with the serial collector 256 (G1 keeps far more
-# memory committed); with C1 only 221 (no C2 compiler memory and threads; it also started
-# Helidon sooner); with a 32 MiB young generation 190 (eden is what a proxy fills and empties;
-# 16 MiB promoted more to the old generation: 216; without C1: 225). Throughput and p99 did not
-# get worse with any of these, within the machine's noise.
-valve_java_parameters <- c("-Xmx256m", "-Xmn32m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1")
+# settings"). They live in inst/jvm-flags, with why each is there, shared with the CLI.
+valve_java_parameters <- function() {
+  lines <- trimws(readLines(system.file("jvm-flags", package = "valve", mustWork = TRUE)))
+  lines[nzchar(lines) & !startsWith(lines, "#")]
+}
 
 # rJava's own default, which it sets as the java.parameters option when it loads if the option
 # is unset: once rJava is loaded, this value cannot be told apart from a user's choice and is
@@ -210,7 +208,7 @@ java_parameters <- function() {
   user <- getOption("java.parameters")
   chosen <- !is.null(user) &&
     !(isNamespaceLoaded("rJava") && identical(as.character(user), rjava_default_parameters))
-  if (chosen) user else valve_java_parameters
+  if (chosen) user else valve_java_parameters()
 }
 
 # Starts the JVM unless it runs already (then the flags are ignored, as rJava can start only one

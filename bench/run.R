@@ -26,6 +26,7 @@ seconds <- as.numeric(Sys.getenv("BENCH_SECONDS", "5"))
 rounds <- max(1L, as.integer(Sys.getenv("BENCH_ROUNDS", "3")))
 n_workers <- as.integer(Sys.getenv("BENCH_WORKERS", "4"))
 startup_reps <- max(1L, as.integer(Sys.getenv("BENCH_STARTUP_REPS", "3")))
+idle_wait <- 12
 bench_dir <- normalizePath(dirname(sub("^--file=", "", grep("^--file=", commandArgs(), value = TRUE))))
 out_dir <- Sys.getenv("BENCH_OUT", file.path(bench_dir, "results"))
 dir.create(out_dir, showWarnings = FALSE, recursive = TRUE)
@@ -435,6 +436,11 @@ rss_valve_end <- rss_mib(valve_pid)
 hwm_valve <- rss_mib(valve_pid, "VmHWM")
 rss_cli_end <- rss_mib(cli_pid)
 hwm_cli <- rss_mib(cli_pid, "VmHWM")
+# The engine gives its heap back once it has been quiet for a while (IdleHeap: one full
+# collection after a quiet 5 s period): what an R session holds between bursts.
+Sys.sleep(idle_wait)
+rss_valve_idle <- rss_mib(valve_pid)
+rss_cli_idle <- rss_mib(cli_pid)
 stop_all()
 
 # --- Valve's published scenario: 100 requests to /sleep?ms=500, 5 at a time, n_max = 5; once ---
@@ -567,11 +573,11 @@ report <- c(
   sprintf("- a burst of 8 requests growing that pool from 1 to 8 ready workers: %s s (range %s)", fmt(med(startup$burst_s), 2), rng(startup$burst_s)),
   sprintf("- RSS of that R session right after the first 200 OK: %s MiB; a bare R with rJava's JVM started (`rJava::.jinit()`): %s MiB",
           fmt(med(startup$rss_started_mib), 0), fmt(med(startup$rss_bare_jvm_mib), 0)),
-  sprintf("- the benchmark's valve R process (R + JVM + engine, %d workers): RSS %s MiB after start, %s MiB after every round (peak, VmHWM: %s MiB)",
-          n_workers, fmt(rss_valve_start, 0), fmt(rss_valve_end, 0), fmt(hwm_valve, 0)),
-  sprintf("- the valve-cli java process: RSS %s MiB after start, %s MiB after every round (peak %s MiB)",
-          fmt(rss_cli_start, 0), fmt(rss_cli_end, 0), fmt(hwm_cli, 0)),
-  "- The R-hosted engine runs with valve's JVM flags (`-Xmx256m -Xmn32m -XX:+UseSerialGC -XX:TieredStopAtLevel=1`, see `?valve_start`); the CLI's JVM with the JVM's defaults (heap up to a quarter of RAM, C2), which `JAVA_TOOL_OPTIONS` can change.",
+  sprintf("- the benchmark's valve R process (R + JVM + engine, %d workers): RSS %s MiB after start, %s MiB right after the last round, %s MiB %g s later (peak, VmHWM: %s MiB)",
+          n_workers, fmt(rss_valve_start, 0), fmt(rss_valve_end, 0), fmt(rss_valve_idle, 0), idle_wait, fmt(hwm_valve, 0)),
+  sprintf("- the valve-cli java process: RSS %s MiB after start, %s MiB right after the last round, %s MiB %g s later (peak %s MiB)",
+          fmt(rss_cli_start, 0), fmt(rss_cli_end, 0), fmt(rss_cli_idle, 0), idle_wait, fmt(hwm_cli, 0)),
+  sprintf("- Both engines run with valve's JVM flags (`%s`, from `inst/jvm-flags`).", paste(valve:::valve_java_parameters(), collapse = " ")),
   "", "## Failures", "",
   if (length(failures)) paste("-", failures) else "None.",
   "", "## Every measurement", "", all_lines

@@ -60,6 +60,27 @@ test_that("it serves a plumber file and stops gracefully on SIGTERM, leaving no 
   wait_until(function() length(worker_pids(engine)) == 0, "the workers are gone")
 })
 
+test_that("the engine runs with valve's JVM flags, or with VALVE_JAVA_OPTS when set", {
+  api <- normalizePath(test_api())
+  jvm_args <- function(process) {
+    # The launcher execs java, so the process's own command line is the JVM's.
+    cmdline <- readBin(file.path("/proc", process$get_pid(), "cmdline"), "raw", 65536)
+    strsplit(rawToChar(replace(cmdline, cmdline == as.raw(0), as.raw(10))), "\n")[[1]]
+  }
+  ours <- start_cli(c("-f", api, "-n", "1"))
+  expect_true(all(valve:::valve_java_parameters() %in% jvm_args(ours$process)))
+  expect_equal(http_get(paste0(ours$url, "/pid"))$status, 200L)
+  ours$process$signal(tools::SIGTERM)
+  ours$process$wait(30000)
+  expect_equal(ours$process$get_exit_status(), 0L)
+
+  theirs <- start_cli(c("-f", api, "-n", "1"), env = c(VALVE_JAVA_OPTS = "-Xmx300m -Dvalve.test=yes"))
+  args <- jvm_args(theirs$process)
+  expect_true(all(c("-Xmx300m", "-Dvalve.test=yes") %in% args))
+  expect_false(any(valve:::valve_java_parameters() %in% args))
+  expect_equal(http_get(paste0(theirs$url, "/pid"))$status, 200L)
+})
+
 test_that("`valve local --dir` serves a Faucet-style directory", {
   served <- start_cli(c("local", "--dir", normalizePath(test_path("apis", "faucet"))))
   expect_equal(json(http_get(paste0(served$url, "/who")))$style, "faucet")

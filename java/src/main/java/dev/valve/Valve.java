@@ -26,6 +26,7 @@ import dev.valve.log.LogSink;
 import dev.valve.observe.AdminRoutes;
 import dev.valve.observe.Observer;
 import dev.valve.observe.StatusReport;
+import dev.valve.pool.PoolStatus;
 import dev.valve.pool.ProcessLauncher;
 import dev.valve.pool.UpstreamLauncher;
 import dev.valve.pool.WorkerPool;
@@ -68,6 +69,7 @@ public final class Valve implements AutoCloseable {
     private final String adminUrl;
     private final ServiceDiscovery discovery;
     private final Observer observer;
+    private final IdleHeap idleHeap;
     private final AtomicBoolean stopped;
 
     private Valve(ValveConfig config, LogSink log, WorkerPool pool, StallGuard stallGuard, ProxyHandler handler,
@@ -83,6 +85,10 @@ public final class Valve implements AutoCloseable {
         this.spoolDirectory = spoolDirectory;
         this.observer = observer;
         this.stopped = stopped;
+        this.idleHeap = new IdleHeap(() -> requestsServed(pool), () -> {
+            PoolStatus now = pool.status();
+            return now.busy() == 0 && now.queued() == 0;
+        }, System::gc).start();
         // Bound once: Helidon reports port -1 after a stop, and the handle should still say where it was.
         String host = config.host().contains(":") ? "[" + config.host() + "]" : config.host();
         this.url = "http://" + host + ":" + server.port();
@@ -244,6 +250,14 @@ public final class Valve implements AutoCloseable {
         return StatusReport.of(engine, pool.status(), observer);
     }
 
+    private static long requestsServed(WorkerPool pool) {
+        long total = 0;
+        for (PoolStatus.UpstreamStatus upstream : pool.status().upstreams()) {
+            total += upstream.requests();
+        }
+        return total;
+    }
+
     /** Engine and worker log lines since the last call. */
     public String[] drainLog() {
         return log.drain();
@@ -261,6 +275,7 @@ public final class Valve implements AutoCloseable {
         if (discovery != null) {
             discovery.close();
         }
+        idleHeap.close();
         pool.close(ValveConfig.seconds(Math.max(0, graceSeconds)));
         server.stop();
         handler.close();

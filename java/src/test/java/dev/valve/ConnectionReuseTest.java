@@ -71,8 +71,16 @@ class ConnectionReuseTest extends StubEngineTest {
     }
 
     @Test
-    void aWorkerDyingMidResponseOnAReusedConnectionCutsTheResponseShortWithoutARetry() throws Exception {
+    void aWorkerDyingMidResponseOnAReusedConnectionGives502WithoutARetryWhenNothingWasSent() throws Exception {
         start();
+        assertEquals(200, RawHttp.get(port, "/warm").status());
+        assertEquals(502, RawHttp.get(port, "/die-mid-body").status());
+        assertEquals(1, worker().received.stream().filter(r -> r.target().equals("/die-mid-body")).count());
+    }
+
+    @Test
+    void aWorkerDyingMidResponseOnAReusedConnectionCutsTheResponseShortWithoutARetry() throws Exception {
+        start(Map.of("memory_buffer", 65536));
         assertEquals(200, RawHttp.get(port, "/warm").status());
         try (RawHttp http = new RawHttp(port)) {
             http.send("GET /die-mid-body HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");

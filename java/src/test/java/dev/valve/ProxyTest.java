@@ -200,8 +200,19 @@ class ProxyTest extends StubEngineTest {
     }
 
     @Test
-    void aResponseCutShortIsNotPassedOffAsComplete() throws Exception {
+    void aWorkerDyingBeforeAResponseHeldInMemoryIsSentGives502AndIsReplaced() throws Exception {
         start();
+        RawHttp.Response response = RawHttp.get(port, "/die-mid-body");
+        assertEquals(502, response.status());
+        assertTrue(response.text().contains("worker 1 broke off its response"), response.text());
+        Await.until("a replacement starts", () -> launcher.launched.size() >= 2);
+        assertEquals(200, RawHttp.get(port, "/after").status());
+    }
+
+    @Test
+    void aStreamedResponseCutShortIsNotPassedOffAsComplete() throws Exception {
+        // Past memory_buffer a response is streamed, so its head is out before the worker dies.
+        start(Map.of("memory_buffer", 65536));
         try (RawHttp http = new RawHttp(port)) {
             http.send("GET /die-mid-body HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
             assertTrue(StubWorker.readLine(http.in).startsWith("HTTP/1.1 200"));

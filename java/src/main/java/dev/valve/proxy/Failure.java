@@ -18,6 +18,7 @@ enum Failure {
     NO_WORKER(Status.SERVICE_UNAVAILABLE_503, null),
     UPSTREAM_TIMEOUT(Status.GATEWAY_TIMEOUT_504, "did not answer in time"),
     UPSTREAM_BROKEN(Status.BAD_GATEWAY_502, "failed before answering"),
+    UPSTREAM_BROKE_OFF(Status.BAD_GATEWAY_502, "broke off its response"),
     BAD_UPSTREAM_RESPONSE(Status.BAD_GATEWAY_502, "sent a response that is not valid HTTP");
 
     final Status status;

@@ -7,6 +7,7 @@ import java.io.OutputStream;
 import java.io.UncheckedIOException;
 import java.net.InetSocketAddress;
 import java.net.SocketAddress;
+import java.net.SocketTimeoutException;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
@@ -76,8 +77,10 @@ public final class ProxyHandler implements Handler, AutoCloseable {
     private static final Header ALLOW = HeaderValues.create(HeaderNames.ALLOW,
             "GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH");
 
-    /** Responses up to this size with a known length skip the spool. */
+    /** Responses up to this size with a known length go out in one write, head and body together. */
     private static final int SMALL_RESPONSE = 64 * 1024;
+    /** What of a longer body goes out in the head's write: enough to fill its first packets. */
+    private static final int FIRST_SLICE = 16 * 1024;
     /** nginx's status for a request whose client left (or whose connection broke) before the answer was complete. */
     private static final int CLIENT_GONE = 499;
 
@@ -292,7 +295,7 @@ public final class ProxyHandler implements Handler, AutoCloseable {
     private Spool receiveBody(ServerRequest req) throws IOException {
         Spool body = new Spool(settings.memoryBuffer(), memory, settings.spoolDirectory());
         try (InputStream in = stallGuard.guard(req.content().inputStream())) {
-            body.fill(in, settings.maxBodySize());
+            body.fill(in, req.headers().contentLength().orElse(-1), settings.maxBodySize());
             return body;
         } catch (IOException | RuntimeException e) {
             body.close();
@@ -369,8 +372,17 @@ public final class ProxyHandler implements Handler, AutoCloseable {
             res.send(NO_BYTES);
             return;
         }
-        if (answer.contentLength() >= 0 && answer.contentLength() <= SMALL_RESPONSE) {
-            exchange.sentBody(sendSmall(call, answer, res));
+        long length = answer.contentLength();
+        if (length >= 0 && length <= SMALL_RESPONSE) {
+            sendWhole(call, answer, req, res, exchange);
+            return;
+        }
+        if (length > 0 && length <= settings.memoryBuffer() && memory.reserve(length)) {
+            try {
+                sendWhole(call, answer, req, res, exchange);
+            } finally {
+                memory.release(length);
+            }
             return;
         }
         Spool spool = new Spool(settings.memoryBuffer(), memory, settings.spoolDirectory());
@@ -399,24 +411,39 @@ public final class ProxyHandler implements Handler, AutoCloseable {
     }
 
     /**
-     * The common case, a short body of known length: read it whole, free the worker, then send
-     * it in one write, without a pump thread or a spool.
+     * A body of known length that fits in memory: read it whole, free the worker, then send it,
+     * without a pump thread, a spool or a copy between them. Short bodies go out with the head
+     * in one write; a longer one goes out from the array as it is, but for a first slice that
+     * Helidon copies next to the head.
      */
-    private int sendSmall(UpstreamCall call, UpstreamConnection.Response answer, ServerResponse res) {
-        byte[] body;
+    private void sendWhole(UpstreamCall call, UpstreamConnection.Response answer, ServerRequest req, ServerResponse res,
+                           Exchange exchange) {
+        int length = (int) answer.contentLength();
+        byte[] body = new byte[length];
         try {
-            body = answer.body().readNBytes((int) answer.contentLength());
-            if (body.length != answer.contentLength()) {
-                throw new EOFException("upstream body ended " + (answer.contentLength() - body.length) + " bytes early");
+            int count = answer.body().readNBytes(body, 0, length);
+            if (count != length) {
+                throw new EOFException("upstream body ended " + (length - count) + " bytes early");
             }
         } catch (IOException e) {
+            // Nothing has reached the client yet, so it can still be told what happened.
             call.fail(e);
-            log.add("valve", call.upstreamName() + " broke off its response: " + e);
-            throw new CloseConnectionException("response not completed: " + e.getMessage(), e);
+            failUpstream(req, res, exchange, call,
+                    e instanceof SocketTimeoutException ? Failure.UPSTREAM_TIMEOUT : Failure.UPSTREAM_BROKE_OFF, e);
+            return;
         }
         call.complete();
-        res.send(body);
-        return body.length;
+        exchange.sentBody(length);
+        if (length <= SMALL_RESPONSE) {
+            res.send(body);
+            return;
+        }
+        try (OutputStream out = res.outputStream()) {
+            out.write(body, 0, FIRST_SLICE);
+            out.write(body, FIRST_SLICE, length - FIRST_SLICE);
+        } catch (IOException e) {
+            throw new CloseConnectionException("response not completed: " + e.getMessage(), e);
+        }
     }
 
     /** Takes the response from the worker at the worker's pace, then frees the worker. */

@@ -1,6 +1,7 @@
 package dev.valve.proxy;
 
 import java.io.Closeable;
+import java.io.EOFException;
 import java.io.IOException;
 import java.io.InputStream;
 import java.io.InterruptedIOException;
@@ -275,8 +276,20 @@ final class Spool implements Closeable {
         }
     }
 
-    /** Fills the spool from {@code in} up to {@code limit} bytes, then finishes it. */
-    void fill(InputStream in, long limit) throws IOException {
+    /**
+     * Fills the spool from {@code in} up to {@code limit} bytes, then finishes it.
+     *
+     * @param length the body's length when the client declared it, else -1: a declared body that
+     *               fits in memory is read straight into one array, the copy that goes to the worker
+     */
+    void fill(InputStream in, long length, long limit) throws IOException {
+        if (length > limit) {
+            throw new BodyTooLargeException(limit);
+        }
+        if (length > 0 && length <= memoryLimit && budget.reserve(length)) {
+            fillWhole(in, (int) length);
+            return;
+        }
         byte[] buffer = Buffers.take();
         try {
             int count;
@@ -289,6 +302,34 @@ final class Spool implements Closeable {
             finish();
         } finally {
             Buffers.give(buffer);
+        }
+    }
+
+    private void fillWhole(InputStream in, int length) throws IOException {
+        byte[] body;
+        try {
+            body = new byte[length];
+            int count = in.readNBytes(body, 0, length);
+            if (count < length || in.read() >= 0) {
+                throw new EOFException("the request body did not match its Content-Length");
+            }
+        } catch (IOException | RuntimeException | Error e) {
+            budget.release(length);
+            throw e;
+        }
+        lock.lock();
+        try {
+            if (closed) {
+                budget.release(length);
+                return;
+            }
+            chunks.addLast(body);
+            memoryBytes += length;
+            written += length;
+            finished = true;
+            changed.signalAll();
+        } finally {
+            lock.unlock();
         }
     }
 

@@ -2,10 +2,15 @@ package dev.valve.proxy;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import java.io.ByteArrayInputStream;
 import java.io.ByteArrayOutputStream;
+import java.io.EOFException;
 import java.io.IOException;
+import java.io.InputStream;
+import java.io.UncheckedIOException;
 import java.nio.file.Path;
 
 import org.junit.jupiter.api.Test;
@@ -50,6 +55,59 @@ class SpoolTest {
                 spool.writeTo(out);
                 assertArrayEquals(data, out.toByteArray(), "written out again, unchanged");
             }
+        }
+    }
+
+    @Test
+    void aDeclaredBodyThatFitsIsTakenWholeAndItsMemoryGivenBack() throws IOException {
+        MemoryBudget budget = new MemoryBudget(100);
+        byte[] data = "0123456789".repeat(5).getBytes();
+        try (Spool spool = new Spool(64, budget, directory)) {
+            spool.fill(new ByteArrayInputStream(data), data.length, 1000);
+            assertFalse(spool.spilled());
+            assertFalse(budget.reserve(51), "the body holds 50 of the 100 bytes");
+            ByteArrayOutputStream out = new ByteArrayOutputStream();
+            spool.writeTo(out);
+            assertArrayEquals(data, out.toByteArray());
+        }
+        assertTrue(budget.reserve(100), "closing the spool gave its bytes back");
+    }
+
+    @Test
+    void aDeclaredBodyTheBudgetCannotHoldGoesToDisk() throws IOException {
+        byte[] data = "0123456789".repeat(5).getBytes();
+        try (Spool spool = new Spool(64, new MemoryBudget(20), directory)) {
+            spool.fill(new ByteArrayInputStream(data), data.length, 1000);
+            assertTrue(spool.spilled());
+            assertArrayEquals(data, drain(spool));
+        }
+    }
+
+    @Test
+    void aBodyShorterOrLongerThanDeclaredIsRefusedAndCostsNoMemory() throws IOException {
+        MemoryBudget budget = new MemoryBudget(100);
+        byte[] data = "0123456789".getBytes();
+        for (int declared : new int[] {11, 9}) {
+            try (Spool spool = new Spool(64, budget, directory)) {
+                assertThrows(EOFException.class,
+                        () -> spool.fill(new ByteArrayInputStream(data), declared, 1000), "declared " + declared);
+            }
+        }
+        assertTrue(budget.reserve(100), "nothing kept from the refused bodies");
+    }
+
+    @Test
+    void aDeclaredLengthPastTheLimitIsRefusedBeforeReading() {
+        try (Spool spool = new Spool(64, new MemoryBudget(100), directory)) {
+            InputStream unread = new InputStream() {
+                @Override
+                public int read() {
+                    throw new AssertionError("read a body already known to be too large");
+                }
+            };
+            assertThrows(Spool.BodyTooLargeException.class, () -> spool.fill(unread, 11, 10));
+        } catch (IOException e) {
+            throw new UncheckedIOException(e);
         }
     }
 
