@@ -107,6 +107,21 @@ class ObserveTest extends StubEngineTest {
     }
 
     @Test
+    void theLoggedSizeIsTheBodySentWhicheverWayItWent() throws Exception {
+        start();
+        valve.drainLog();
+        // Short (one write with the head), long but held whole, and streamed through the spool.
+        List<Integer> sizes = List.of(1_000, 200_000, 3_000_000);
+        for (int size : sizes) {
+            assertEquals(size, RawHttp.get(port, "/bytes?n=" + size).body().length);
+        }
+        List<Matcher> lines = accessLines(sizes.size());
+        for (int i = 0; i < sizes.size(); i++) {
+            assertEquals(Integer.toString(sizes.get(i)), lines.get(i).group(7));
+        }
+    }
+
+    @Test
     void theAdminPathsOnTheMainPortGoToTheApi() throws Exception {
         start();
         List<String> paths = List.of("/metrics", "/healthz", "/readyz", "/status", "/status.json");
