@@ -2,6 +2,7 @@ package dev.valve;
 
 import java.io.PrintStream;
 import java.nio.file.Path;
+import java.time.Duration;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
@@ -30,6 +31,8 @@ public final class Main {
     static final int EXIT_STARTUP = 4;
 
     private static final double STOP_GRACE_SECONDS = 10;
+    /** How long the last log lines may take to reach stderr before the process exits. */
+    private static final Duration LOG_FLUSH = Duration.ofSeconds(2);
 
     /**
      * One option: its flags, its environment variable, its default, and what it means. A switch
@@ -127,6 +130,7 @@ public final class Main {
         try {
             valve = Valve.start(config, log);
         } catch (ValveException e) {
+            log.flush(LOG_FLUSH);
             err.println("valve: " + e.getMessage());
             return ValveException.BIND.equals(e.kind()) ? EXIT_BIND : EXIT_STARTUP;
         }
@@ -140,6 +144,7 @@ public final class Main {
                 status = 1;
             } finally {
                 stopped.countDown();
+                log.flush(LOG_FLUSH);
                 out.flush();
                 err.flush();
                 // A graceful stop is a success: without this the JVM reports 128 + the signal.
