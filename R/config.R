@@ -4,7 +4,8 @@
 valve_config <- function(source, host, port, n_min, n_max, check_unused, max_age,
                          queue_max, queue_timeout, request_timeout, startup_timeout,
                          max_body_size, client_timeout, max_requests, max_requests_jitter,
-                         max_worker_memory, watch, preload, run_args, call = rlang::caller_env()) {
+                         max_worker_memory, watch, preload, admin_port, access_log, run_args,
+                         call = rlang::caller_env()) {
   check_host(host, call = call)
   check_whole(port, "port", min = 0, max = 65535, call = call)
   check_whole(n_min, "n_min", min = 0, call = call)
@@ -29,6 +30,17 @@ valve_config <- function(source, host, port, n_min, n_max, check_unused, max_age
   check_whole(max_worker_memory, "max_worker_memory", min = 0, max = .Machine$integer.max, call = call)
   check_flag(watch, "watch", call = call)
   check_flag(preload, "preload", call = call)
+  if (!is.null(admin_port)) {
+    check_whole(admin_port, "admin_port", min = 0, max = 65535, call = call)
+    if (admin_port != 0 && admin_port == port) {
+      valve_abort(
+        c("{.arg admin_port} ({admin_port}) must differ from {.arg port}.",
+          i = "The admin listener is a port of its own; {.code admin_port = 0} picks a free one."),
+        kind = "argument", call = call
+      )
+    }
+  }
+  check_flag(access_log, "access_log", call = call)
   check_run_args(run_args, call = call)
 
   engine <- list(
@@ -48,7 +60,9 @@ valve_config <- function(source, host, port, n_min, n_max, check_unused, max_age
     max_requests_jitter = as.integer(max_requests_jitter),
     max_worker_memory = as.integer(max_worker_memory),
     watch = watch,
-    preload = preload
+    preload = preload,
+    admin_port = if (!is.null(admin_port)) as.integer(admin_port),
+    access_log = access_log
   )
   if (source$mode == "service") {
     c(engine, list(upstream = source$upstream, per_pod = source$per_pod, resolve_interval = source$resolve_interval))

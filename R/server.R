@@ -51,6 +51,15 @@
 #'   that opens database connections, threads or other handles when it is loaded: every fork
 #'   would share them. A `dir` whose `entrypoint.R` starts the server itself cannot be
 #'   preloaded. Workers' output is logged under `[preload]`. See the README, "Preforked workers".
+#' @param admin_port Port of the admin listener, on the same `host`: `GET /metrics`
+#'   (Prometheus), `/healthz`, `/readyz`, `/status` (a live HTML page) and `/status.json`. It is
+#'   a separate port, never reachable through `port`, and its requests never wait in the queue
+#'   or cost a worker. `NULL` (the default) has none; `0` picks a free port (see the handle's
+#'   `admin_url`).
+#' @param access_log Whether every request gets a line in the log ([valve_logs()], the
+#'   [valve_run()] console): the Combined Log Format followed by the time in valve and the time
+#'   queued (milliseconds), the worker's name and the request id. See "Watching valve" in the
+#'   README.
 #' @param dir Instead of `plumber_file`: a directory served the way [plumber::plumb()] serves
 #'   `dir`. If it holds an `entrypoint.R`, each worker runs it with the worker's port in the
 #'   environment variables `VALVE_PORT`, `FAUCET_PORT` and `PLUMBER_PORT` and in
@@ -78,8 +87,14 @@
 #' `valve_error_config` (the engine rejected the configuration) and `valve_error_engine`
 #' (anything else from the engine). An error from the engine keeps the Java exception as its
 #' `parent` ([rlang::last_error()] shows it); its `jobj` is the Java object.
-#' @return A `valve_server` handle: `$url` is where it listens. Print it to see its state.
-#' @seealso [valve_run()] to serve in the foreground, [valve_stop()], [valve_workers()].
+#' @section Request ids:
+#' Every request carries an `X-Request-Id`: the client's own when it is a sane token (1 to 128
+#' letters, digits and `-_.:+/=@~`), a new random one otherwise. The worker receives it (in
+#' plumber, `req$HTTP_X_REQUEST_ID`), the client gets it back, and the access log shows it.
+#' @return A `valve_server` handle: `$url` is where it listens, `$admin_url` where the admin
+#'   listener answers (`NULL` without one). Print it to see its state.
+#' @seealso [valve_run()] to serve in the foreground, [valve_stop()], [valve_workers()],
+#'   [valve_status()].
 #' @export
 #' @examples
 #' \dontrun{
@@ -95,7 +110,8 @@ valve_start <- function(plumber_file = "plumber.R", host = "127.0.0.1", port = 3
                         startup_timeout = 60, max_body_size = 256 * 1024^2,
                         client_timeout = 30, dir = NULL, api = NULL, upstream = NULL,
                         per_pod = 1, resolve_interval = 5, max_requests = 0, max_requests_jitter = 0,
-                        max_worker_memory = 0, watch = FALSE, preload = FALSE, ...) {
+                        max_worker_memory = 0, watch = FALSE, preload = FALSE, admin_port = NULL,
+                        access_log = TRUE, ...) {
   # valve_run() forwards its arguments here: errors then name valve_run(), the function the
   # user called.
   if (identical(rlang::caller_fn(), valve_run)) rlang::local_error_call(rlang::caller_env())
@@ -110,7 +126,8 @@ valve_start <- function(plumber_file = "plumber.R", host = "127.0.0.1", port = 3
     startup_timeout = startup_timeout, max_body_size = max_body_size,
     client_timeout = client_timeout, max_requests = max_requests,
     max_requests_jitter = max_requests_jitter, max_worker_memory = max_worker_memory,
-    watch = watch, preload = preload, run_args = list(...), call = call
+    watch = watch, preload = preload, admin_port = admin_port, access_log = access_log,
+    run_args = list(...), call = call
   )
   new_valve_server(engine_start(config, call = call), call = call)
 }
@@ -121,6 +138,7 @@ new_valve_server <- function(engine, call = rlang::caller_env()) {
   server <- new.env(parent = emptyenv())
   server$engine <- engine
   server$url <- engine_call(engine$url(), call = call)
+  server$admin_url <- engine_call(engine$adminUrl(), call = call)
   # Runs when the handle is garbage collected and, thanks to onexit, when R quits: the JVM's own
   # shutdown hooks never run under rJava. The engine bounds its own stop; a finalizer must not
   # throw, so a failure there is dropped.
@@ -207,7 +225,10 @@ valve_run <- function(plumber_file = "plumber.R", ...) {
       } else {
         "valve is serving {.url {server$url}} from the pods of {.url {upstream}}."
       }
-      cli::cli_inform(c(v = serving, i = "Press Ctrl-C to stop."))
+      watching <- if (!is.null(server$admin_url)) {
+        c(i = "Metrics, probes and status: {.url {server$admin_url}/status}.")
+      }
+      cli::cli_inform(c(v = serving, watching, i = "Press Ctrl-C to stop."))
       while (engine_running(server$engine)) {
         show_logs(server)
         Sys.sleep(0.1)
@@ -281,8 +302,62 @@ format.valve_server <- function(x, ...) {
       "  workers: %d busy, %d idle, %d starting (n_min %d, n_max %d); %d request%s queued",
       pool$busy, pool$idle, pool$starting, status$n_min, status$n_max, pool$queued,
       if (pool$queued == 1) "" else "s"
-    )
+    ),
+    if (!is.null(status$admin_url)) paste0("  admin: ", status$admin_url, " (/metrics, /healthz, /readyz, /status)")
   )
+}
+
+#' What a valve server is doing
+#'
+#' The same data as the admin listener's `/status.json` and its status page, without needing
+#' one: the engine's state and readiness, each worker (pid, busy or idle, requests, seconds
+#' idle, resident memory), the queue, requests by status code, valve's own error answers by
+#' reason, workers stopped by reason, and the latest requests.
+#'
+#' @inheritParams valve_stop
+#' @return A list of class `valve_status`: `state`, `url`, `admin_url`, `upstream`, `n_min`,
+#'   `n_max`, `ready` and `readiness` (what `/readyz` says), `time`, `pool` (`starting`, `idle`,
+#'   `busy`, `queued`, `started`, `failed`, `exits` by reason and `upstreams`, one row per
+#'   worker), `requests` (counts by status code), `errors` (counts by `"<code> <reason>"`) and
+#'   `recent` (the latest requests, newest first). Print it for a summary.
+#' @export
+valve_status <- function(server) {
+  check_server(server)
+  structure(engine_status(server$engine), class = "valve_status")
+}
+
+#' @export
+format.valve_status <- function(x, ...) {
+  pool <- x$pool
+  workers <- pool$upstreams
+  counts <- function(values) {
+    if (length(values) == 0) "none" else paste0(names(values), ": ", unlist(values), collapse = ", ")
+  }
+  lines <- c(
+    paste0("<valve_status> ", x$url, " (", x$state, "; ", if (isTRUE(x$ready)) "ready" else "not ready",
+           ": ", x$readiness, ")"),
+    sprintf("  workers: %d busy, %d idle, %d starting; %d request%s queued", pool$busy, pool$idle,
+            pool$starting, pool$queued, if (pool$queued == 1) "" else "s"),
+    paste0("  requests by status: ", counts(x$requests)),
+    paste0("  valve's own errors: ", counts(x$errors)),
+    paste0("  workers stopped: ", counts(pool$exits))
+  )
+  if (length(workers) > 0 && NROW(workers) > 0) {
+    rss <- ifelse(workers$rss_bytes < 0, "-", sprintf("%.0f MiB", workers$rss_bytes / 1024^2))
+    table <- data.frame(
+      name = workers$name, pid = ifelse(workers$pid < 0, "-", workers$pid),
+      state = ifelse(workers$busy, "busy", "idle"), requests = workers$requests,
+      idle = ifelse(workers$busy, "-", sprintf("%.1f s", workers$idle_seconds)), memory = rss
+    )
+    lines <- c(lines, paste0("  ", utils::capture.output(print(table, row.names = FALSE))))
+  }
+  lines
+}
+
+#' @export
+print.valve_status <- function(x, ...) {
+  writeLines(format(x, ...))
+  invisible(x)
 }
 
 #' @export

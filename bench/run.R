@@ -136,9 +136,10 @@ rss_mib <- function(pid, field = "VmRSS") {
 
 # --- start-up and memory, in fresh R processes (before anything else runs) ---------------------
 
-startup_script <- sprintf('
+# preload: with preforked workers (issue 13), which changes how fast the pool grows
+startup_script <- function(preload) sprintf('
   t0 <- Sys.time()
-  s <- valve::valve_start(%s, port = 0, n_min = 1, n_max = 8, max_age = 3600, docs = FALSE)
+  s <- valve::valve_start(%s, port = 0, n_min = 1, n_max = 8, max_age = 3600, docs = FALSE, preload = %s)
   repeat if (tryCatch(curl::curl_fetch_memory(paste0(s$url, "/fast"))$status_code == 200, error = function(e) FALSE)) break
   first <- as.numeric(difftime(Sys.time(), t0, units = "secs"))
   rss <- as.numeric(gsub("[^0-9]", "", grep("^VmRSS:", readLines("/proc/self/status"), value = TRUE))) / 1024
@@ -150,7 +151,7 @@ startup_script <- sprintf('
   burst <- as.numeric(difftime(Sys.time(), t1, units = "secs"))
   invisible(curl::multi_run(pool = pool))
   valve::valve_stop(s, grace = 0)
-  cat("TIMING", first, burst, rss, "\\n")', deparse(api))
+  cat("TIMING", first, burst, rss, "\\n")', deparse(api), preload)
 library_script <- 't <- Sys.time(); library(valve); cat("LIBRARY", as.numeric(difftime(Sys.time(), t, units = "secs")), "\\n")'
 bare_script <- 'rJava::.jinit(); cat("BARE", as.numeric(gsub("[^0-9]", "", grep("^VmRSS:", readLines("/proc/self/status"), value = TRUE))) / 1024, "\\n")'
 
@@ -167,11 +168,14 @@ log_line("start-up and memory, %d repetition(s), interleaved", startup_reps)
 startup <- data.frame()
 for (i in seq_len(startup_reps)) {
   lib <- tagged(library_script, "LIBRARY")
-  t <- tagged(startup_script, "TIMING")
+  t <- tagged(startup_script(FALSE), "TIMING")
   if (length(t) < 3) t <- rep(NA_real_, 3)
+  pre <- tagged(startup_script(TRUE), "TIMING")
+  if (length(pre) < 3) pre <- rep(NA_real_, 3)
   bare <- tagged(bare_script, "BARE")
   startup <- rbind(startup, data.frame(library_s = lib[1], first_ok_s = t[1], burst_s = t[2],
-                                       rss_started_mib = t[3], rss_bare_jvm_mib = bare[1]))
+                                       rss_started_mib = t[3], rss_bare_jvm_mib = bare[1],
+                                       preload_first_ok_s = pre[1], preload_burst_s = pre[2]))
 }
 
 # --- the targets -------------------------------------------------------------------------------
@@ -239,10 +243,11 @@ start_nginx <- function(worker_ports) with_retries("nginx", function() {
   list(process = p, port = port)
 })
 
-start_valve <- function(n_min, n_max) {
+# options: further valve_start() arguments as "name=value" (serve-valve.R)
+start_valve <- function(n_min, n_max, options = character()) {
   url_file <- tempfile(tmpdir = work)
   log <- tempfile("valve-", tmpdir = work, fileext = ".log")
-  p <- track(process$new(rscript, c("--no-init-file", file.path(bench_dir, "serve-valve.R"), api, n_min, n_max, url_file),
+  p <- track(process$new(rscript, c("--no-init-file", file.path(bench_dir, "serve-valve.R"), api, n_min, n_max, url_file, options),
                          stdout = NULL, stderr = log, supervise = TRUE))
   deadline <- Sys.time() + 120
   while (!file.exists(url_file) || length(readLines(url_file)) == 0) {
@@ -445,8 +450,8 @@ stop_all()
 
 # --- Valve's published scenario: 100 requests to /sleep?ms=500, 5 at a time, n_max = 5; once ---
 
-hundred <- function(n_min) {
-  v <- start_valve(n_min, 5)
+hundred <- function(n_min, preload = FALSE) {
+  v <- start_valve(n_min, 5, if (preload) "preload=TRUE")
   on.exit(stop_all())
   pool <- curl::new_pool(total_con = 5, host_con = 5)
   statuses <- integer()
@@ -462,8 +467,8 @@ hundred <- function(n_min) {
   elapsed
 }
 log_line("Valve's published scenario")
-published <- vapply(c(5, 1), function(n) tryCatch(hundred(n), error = function(e) {
-  fail("published scenario, n_min = %d: %s", n, conditionMessage(e)); NA_real_ }), numeric(1))
+published <- vapply(list(c(5, 0), c(1, 0), c(1, 1)), function(run) tryCatch(hundred(run[1], run[2] == 1), error = function(e) {
+  fail("published scenario, n_min = %d: %s", run[1], conditionMessage(e)); NA_real_ }), numeric(1))
 
 # --- the report --------------------------------------------------------------------------------
 
@@ -566,11 +571,14 @@ report <- c(
   "| valve | total time | Valve (Rust) reported | limit |", "|---|---:|---:|---:|",
   sprintf("| n_min = 5 | %s s | 10.2 s | 10.0 s |", fmt(published[1], 2)),
   sprintf("| n_min = 1 (autoscaling from cold) | %s s | 10.2 s | 10.0 s |", fmt(published[2], 2)),
+  sprintf("| n_min = 1, `preload = TRUE` (workers forked from a template) | %s s | 10.2 s | 10.0 s |", fmt(published[3], 2)),
   "", sprintf("## Start-up and memory (medians of %d interleaved repetitions, each in a fresh R process, before the setups start)", startup_reps), "",
   sprintf("- `library(valve)` in a fresh Rscript: %s s (range %s)", fmt(med(startup$library_s), 3), rng(startup$library_s, 3)),
   sprintf("- `valve_start(n_min = 1)` in a fresh Rscript to the first 200 OK (loading the package included): %s s (range %s)",
           fmt(med(startup$first_ok_s), 2), rng(startup$first_ok_s)),
   sprintf("- a burst of 8 requests growing that pool from 1 to 8 ready workers: %s s (range %s)", fmt(med(startup$burst_s), 2), rng(startup$burst_s)),
+  sprintf("- the same with `preload = TRUE` (workers forked from a template R process): first 200 OK %s s (range %s), burst 1 to 8 %s s (range %s)",
+          fmt(med(startup$preload_first_ok_s), 2), rng(startup$preload_first_ok_s), fmt(med(startup$preload_burst_s), 2), rng(startup$preload_burst_s)),
   sprintf("- RSS of that R session right after the first 200 OK: %s MiB; a bare R with rJava's JVM started (`rJava::.jinit()`): %s MiB",
           fmt(med(startup$rss_started_mib), 0), fmt(med(startup$rss_bare_jvm_mib), 0)),
   sprintf("- the benchmark's valve R process (R + JVM + engine, %d workers): RSS %s MiB after start, %s MiB right after the last round, %s MiB %g s later (peak, VmHWM: %s MiB)",

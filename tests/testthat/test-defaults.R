@@ -6,7 +6,8 @@ test_that("valve_start()'s defaults are the engine's own", {
   arguments <- c(
     "host", "port", "n_min", "n_max", "check_unused", "max_age", "queue_max", "queue_timeout",
     "request_timeout", "startup_timeout", "max_body_size", "client_timeout", "max_requests",
-    "max_requests_jitter", "max_worker_memory", "watch", "preload", "per_pod", "resolve_interval"
+    "max_requests_jitter", "max_worker_memory", "watch", "preload", "per_pod", "resolve_interval",
+    "admin_port", "access_log"
   )
   expect_equal(setdiff(arguments, names(engine)), character())
 

@@ -40,5 +40,22 @@ test_that("the valve manifest points `valve k8s` at the API's headless Service a
   env <- stats::setNames(vapply(container$env, `[[`, "", "value"), vapply(container$env, `[[`, "", "name"))
   expect_equal(as.integer(env[["PORT"]]), container$ports[[1]]$containerPort)
   expect_equal(router$Service$spec$ports[[1]]$targetPort, container$ports[[1]]$name)
-  expect_false(is.null(container$readinessProbe))
+})
+
+test_that("the router's probes and Prometheus's scrape use valve's admin port", {
+  router <- read_manifests(k8s_file("valve.yaml"))
+  template <- router$Deployment$spec$template
+  container <- template$spec$containers[[1]]
+  env <- stats::setNames(vapply(container$env, `[[`, "", "value"), vapply(container$env, `[[`, "", "name"))
+  ports <- stats::setNames(vapply(container$ports, `[[`, 1L, "containerPort"), vapply(container$ports, `[[`, "", "name"))
+  expect_equal(as.integer(env[["VALVE_ADMIN_PORT"]]), ports[["admin"]])
+  expect_false(as.integer(env[["VALVE_ADMIN_PORT"]]) == as.integer(env[["PORT"]]))
+  expect_equal(container$readinessProbe$httpGet, list(path = "/readyz", port = "admin"))
+  expect_equal(container$livenessProbe$httpGet, list(path = "/healthz", port = "admin"))
+  annotations <- template$metadata$annotations
+  expect_equal(annotations[["prometheus.io/scrape"]], "true")
+  expect_equal(as.integer(annotations[["prometheus.io/port"]]), ports[["admin"]])
+  expect_equal(annotations[["prometheus.io/path"]], "/metrics")
+  # The admin port is not published through the router's Service.
+  expect_false("admin" %in% vapply(router$Service$spec$ports, `[[`, "", "targetPort"))
 })

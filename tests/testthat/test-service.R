@@ -30,6 +30,7 @@ test_that("pods from DNS share the load one request each, join and leave without
 
   expect_true(all(result$initial$statuses == 200))
   expect_equal(result$initial$ips, c("127.0.0.2", "127.0.0.3"))
+  expect_equal(result$initial$pods_serving, 2)
   expect_true(all(result$join$statuses == 200))
   expect_equal(result$join$ips, c("127.0.0.2", "127.0.0.3", "127.0.0.4"))
   expect_true(all(result$leave$statuses == 200))
@@ -37,6 +38,8 @@ test_that("pods from DNS share the load one request each, join and leave without
   expect_equal(sort(result$death$statuses), c(200L, 502L))
   expect_true(all(result$death$after == 200))
   expect_equal(result$death$ips, "127.0.0.3")
+  expect_equal(result$death$pods_serving, 1)
+  expect_equal(result$death$answered_502, 1)
   # One request per pod, as the pods themselves counted them, and as valve's counter says.
   expect_equal(result$pod_max_in_flight, 1L)
   expect_equal(result$max_in_flight, 1L)

@@ -69,3 +69,7 @@ function(mb = 10) {
   kept[[length(kept) + 1]] <<- stats::runif(as.numeric(mb) * 131072)
   list(pid = Sys.getpid())
 }
+
+#* The X-Request-Id this worker received.
+#* @get /request-id
+function(req) list(id = req$HTTP_X_REQUEST_ID)

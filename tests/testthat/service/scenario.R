@@ -36,9 +36,15 @@ until <- function(condition, timeout = 60) {
 answers <- function(url) tryCatch(curl::curl_fetch_memory(url)$status_code == 200, error = function(e) FALSE)
 for (ip in names(pods)) until(function() answers(sprintf("http://%s:8000/who", ip)))
 
-server <- valve_start(upstream = "http://api.valve.test:8000", port = 0, resolve_interval = 0.3)
+server <- valve_start(upstream = "http://api.valve.test:8000", port = 0, resolve_interval = 0.3, admin_port = 0)
 on.exit(valve_stop(server, grace = 0), add = TRUE, after = FALSE)
 pod_ips <- function() sort(sub("^pod ([0-9.]+):.*", "\\1", valve_workers(server)$name))
+# One series of the admin listener's /metrics, such as 'valve_pods{state="serving"}'.
+metric <- function(series) {
+  lines <- strsplit(rawToChar(curl::curl_fetch_memory(paste0(server$admin_url, "/metrics"))$content), "\n")[[1]]
+  line <- lines[startsWith(lines, paste0(series, " "))]
+  if (length(line) == 1) as.numeric(sub("^.* ", "", line)) else NA
+}
 
 # The most requests any pod reports having had at once, over every answer it gave.
 pod_max_in_flight <- 0L
@@ -62,7 +68,8 @@ batch <- function(n, ms = 200) {
 result <- list()
 until(function() identical(pod_ips(), c("127.0.0.2", "127.0.0.3")))
 first <- batch(8)
-result$initial <- list(statuses = first$status, ips = sort(unique(first$ip)))
+result$initial <- list(statuses = first$status, ips = sort(unique(first$ip)),
+                       pods_serving = metric('valve_pods{state="serving"}'))
 
 # A pod joins while requests run.
 set_pods(c("127.0.0.2", "127.0.0.3", "127.0.0.4"))
@@ -93,7 +100,11 @@ until(function() sum(valve_workers(server)$busy) == 2)
 pods[["127.0.0.4"]]$kill()
 curl::multi_run(pool = pool)
 after_death <- batch(4)
-result$death <- list(statuses = unlist(doomed), after = after_death$status, ips = sort(unique(after_death$ip)))
+# The dead pod is out, and stays a suspect while DNS still lists it.
+until(function() identical(metric('valve_pods{state="suspect"}'), 1))
+result$death <- list(statuses = unlist(doomed), after = after_death$status, ips = sort(unique(after_death$ip)),
+                     pods_serving = metric('valve_pods{state="serving"}'),
+                     answered_502 = metric('valve_errors_total{code="502",reason="upstream_broken"}'))
 result$max_in_flight <- max(valve_workers(server)$max_in_flight)
 result$pod_max_in_flight <- pod_max_in_flight
 result$logs <- valve_logs(server)

@@ -2,6 +2,7 @@ package dev.valve;
 
 import java.io.PrintStream;
 import java.nio.file.Path;
+import java.time.Duration;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
@@ -32,11 +33,14 @@ public final class Main {
     static final int EXIT_STARTUP = 4;
 
     private static final double STOP_GRACE_SECONDS = 10;
+    /** How long the last log lines may take to reach stderr before the process exits. */
+    private static final Duration LOG_FLUSH = Duration.ofSeconds(2);
 
     /**
      * One option: its flags, its environment variable, its default, and what it means. A switch
-     * takes no value on the command line ({@code --watch}; {@code --watch=false} too) and
-     * {@code true} or {@code false} from its variable.
+     * (a true/false option) takes no value on the command line: one that is off by default is
+     * turned on by {@code --NAME} ({@code --NAME=false} works too), one that is on by default is
+     * turned off by {@code --no-NAME}; its variable takes {@code true} or {@code false}.
      */
     private record Option(String name, String shortFlag, String env, String fallback, String help, boolean isSwitch) {
         Option(String name, String shortFlag, String env, String fallback, String help) {
@@ -47,7 +51,16 @@ public final class Main {
         static Option engine(String name, String shortFlag, String help) {
             Object fallback = ValveConfig.defaultOf(name.replace('-', '_'));
             return new Option(name, shortFlag, "VALVE_" + name.toUpperCase(Locale.ROOT).replace('-', '_'),
-                    ValveConfig.number(fallback), help, fallback instanceof Boolean);
+                    fallback == null ? null : ValveConfig.number(fallback), help, fallback instanceof Boolean);
+        }
+
+        /** Whether the switch is on unless turned off, so that its flag is {@code --no-NAME}. */
+        boolean onByDefault() {
+            return isSwitch && "true".equals(fallback);
+        }
+
+        String flag() {
+            return onByDefault() ? "--no-" + name : "--" + name;
         }
     }
 
@@ -75,6 +88,9 @@ public final class Main {
             Option.engine("max-worker-memory", null, "MiB of resident memory above which a worker is replaced (0: never)"),
             Option.engine("watch", null, "reload the workers when a .R file in the API's directory changes"),
             Option.engine("preload", null, "fork workers from one R process that loaded the API once"),
+            Option.engine("admin-port", null, "port for /metrics, /healthz, /readyz and /status (0: a free one; "
+                    + "unset: none)"),
+            Option.engine("access-log", null, "no access log line per request"),
             new Option("rscript", null, "VALVE_RSCRIPT", WorkerSpec.DEFAULT_RSCRIPT, "the Rscript that runs workers"),
             new Option("workers", "-w", "VALVE_WORKERS", null, "accepted for Valve compatibility and ignored: "
                     + "valve needs no thread setting (one virtual thread per request)"));
@@ -119,6 +135,7 @@ public final class Main {
         try {
             valve = Valve.start(config, log);
         } catch (ValveException e) {
+            log.flush(LOG_FLUSH);
             err.println("valve: " + e.getMessage());
             return ValveException.BIND.equals(e.kind()) ? EXIT_BIND : EXIT_STARTUP;
         }
@@ -132,6 +149,7 @@ public final class Main {
                 status = 1;
             } finally {
                 stopped.countDown();
+                log.flush(LOG_FLUSH);
                 out.flush();
                 err.flush();
                 // A graceful stop is a success: without this the JVM reports 128 + the signal.
@@ -140,6 +158,9 @@ public final class Main {
         }, "valve-shutdown"));
         reloadOnHangUp(valve);
         out.println("valve is serving " + valve.url() + " (Ctrl-C or SIGTERM stops it, SIGHUP reloads)");
+        if (valve.adminUrl() != null) {
+            out.println("metrics, probes and status: " + valve.adminUrl() + "/status");
+        }
         log.drain();
         try {
             stopped.await();
@@ -180,6 +201,13 @@ public final class Main {
                 arg = arg.substring(0, arg.indexOf('='));
             }
             Option option = find(arg);
+            if (option.onByDefault()) {
+                if (inline != null) {
+                    throw new IllegalArgumentException(arg + " takes no value");
+                }
+                values.put(option.name(), "false");
+                continue;
+            }
             String value = inline;
             if (value == null && option.isSwitch()) {
                 value = "true";
@@ -205,7 +233,7 @@ public final class Main {
 
     private static Option find(String flag) {
         for (Option option : OPTIONS) {
-            if (flag.equals("--" + option.name()) || flag.equals(option.shortFlag())) {
+            if (flag.equals(option.flag()) || flag.equals(option.shortFlag())) {
                 return option;
             }
         }
@@ -236,6 +264,8 @@ public final class Main {
         Boolean preload = bool(values, "preload");
         Integer perPod = integer(values, "per-pod");
         Double resolveInterval = number(values, "resolve-interval");
+        Integer adminPort = values.get("admin-port") == null ? null : integer(values, "admin-port");
+        boolean accessLog = bool(values, "access-log");
         String serviceUrl = values.get("service-url");
         WorkerSpec worker = null;
         if (serviceUrl == null) {
@@ -245,7 +275,8 @@ public final class Main {
         }
         ValveConfig config = new ValveConfig(values.get("host"), port, nMin, nMax, checkUnused, maxAge, queueMax,
                 queueTimeout, requestTimeout, startupTimeout, maxBodySize, null, clientTimeout, maxRequests,
-                maxRequestsJitter, maxWorkerMemory, watch, preload, serviceUrl, perPod, resolveInterval, worker);
+                maxRequestsJitter, maxWorkerMemory, watch, preload, serviceUrl, perPod, resolveInterval, adminPort,
+                accessLog, worker);
         if (worker != null) {
             WorkerProtocol.installedScript();
         }
@@ -273,10 +304,12 @@ public final class Main {
     }
 
     private static boolean bool(Map<String, String> values, String name) {
-        return switch (values.get(name).trim().toLowerCase(Locale.ROOT)) {
+        String value = values.get(name).trim().toLowerCase(Locale.ROOT);
+        return switch (value) {
             case "true", "yes", "1" -> true;
             case "false", "no", "0" -> false;
-            default -> throw new IllegalArgumentException("--" + name + " must be true or false, not '"
+            default -> throw new IllegalArgumentException("--" + name + " (VALVE_"
+                    + name.toUpperCase(Locale.ROOT).replace('-', '_') + ") must be true or false, not '"
                     + values.get(name) + "'");
         };
     }
@@ -300,7 +333,7 @@ public final class Main {
                 Options (each also read from the environment variable shown):
                 """);
         for (Option option : OPTIONS) {
-            String flags = (option.shortFlag() == null ? "    " : option.shortFlag() + ", ") + "--" + option.name();
+            String flags = (option.shortFlag() == null ? "    " : option.shortFlag() + ", ") + option.flag();
             text.append(String.format(Locale.ROOT, "  %-24s %s [%s%s]%n", flags, option.help(), option.env(),
                     option.fallback() == null ? "" : ", default " + option.fallback()));
         }

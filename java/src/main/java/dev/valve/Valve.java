@@ -11,18 +11,21 @@ import java.security.SecureRandom;
 import java.time.Duration;
 import java.util.Comparator;
 import java.util.HexFormat;
-import java.util.LinkedHashMap;
 import java.util.Map;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.TimeoutException;
 import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.concurrent.atomic.AtomicReference;
 import java.util.logging.Level;
 import java.util.logging.Logger;
 import java.util.stream.Stream;
 
 import dev.valve.log.LogSink;
+import dev.valve.observe.AdminRoutes;
+import dev.valve.observe.Observer;
+import dev.valve.observe.StatusReport;
 import dev.valve.pool.PoolStatus;
 import dev.valve.pool.ProcessLauncher;
 import dev.valve.pool.UpstreamLauncher;
@@ -36,6 +39,7 @@ import dev.valve.worker.SourceWatcher;
 
 import io.helidon.http.DirectHandler;
 import io.helidon.webserver.WebServer;
+import io.helidon.webserver.WebServerConfig;
 import io.helidon.webserver.http.DirectHandlers;
 import io.helidon.webserver.http1.Http1Config;
 
@@ -52,6 +56,8 @@ public final class Valve implements AutoCloseable {
     private static final Logger HELIDON_LOGGER = Logger.getLogger("io.helidon");
     private static final AtomicBoolean SIGPIPE_IGNORED = new AtomicBoolean();
     private static final int LOG_CAPACITY = 10_000;
+    /** The admin listener's name among Helidon's sockets. */
+    private static final String ADMIN_SOCKET = "admin";
 
     private final ValveConfig config;
     private final LogSink log;
@@ -61,14 +67,17 @@ public final class Valve implements AutoCloseable {
     private final WebServer server;
     private final Path spoolDirectory;
     private final String url;
+    private final String adminUrl;
     private final ServiceDiscovery discovery;
+    private final Observer observer;
     private final IdleHeap idleHeap;
     /** Reloads on changes to the API's sources ({@code watch}); null when not asked for. */
     private volatile SourceWatcher watcher;
-    private final AtomicBoolean stopped = new AtomicBoolean();
+    private final AtomicBoolean stopped;
 
     private Valve(ValveConfig config, LogSink log, WorkerPool pool, StallGuard stallGuard, ProxyHandler handler,
-                  WebServer server, Path spoolDirectory, ServiceDiscovery discovery) {
+                  WebServer server, Path spoolDirectory, ServiceDiscovery discovery, Observer observer,
+                  AtomicBoolean stopped) {
         this.config = config;
         this.log = log;
         this.pool = pool;
@@ -77,6 +86,8 @@ public final class Valve implements AutoCloseable {
         this.discovery = discovery;
         this.server = server;
         this.spoolDirectory = spoolDirectory;
+        this.observer = observer;
+        this.stopped = stopped;
         this.idleHeap = new IdleHeap(() -> requestsServed(pool), () -> {
             PoolStatus now = pool.status();
             return now.busy() == 0 && now.queued() == 0;
@@ -84,6 +95,7 @@ public final class Valve implements AutoCloseable {
         // Bound once: Helidon reports port -1 after a stop, and the handle should still say where it was.
         String host = config.host().contains(":") ? "[" + config.host() + "]" : config.host();
         this.url = "http://" + host + ":" + server.port();
+        this.adminUrl = config.adminPort() == null ? null : "http://" + host + ":" + server.port(ADMIN_SOCKET);
     }
 
     /**
@@ -120,9 +132,15 @@ public final class Valve implements AutoCloseable {
         return withOwnClassLoader(() -> {
             Path spool = createSpoolDirectory();
             WorkerPool pool = new WorkerPool(config.pool(), launcher, line -> log.add("valve", line));
+            ServiceDiscovery discovery = launcher == null ? new ServiceDiscovery(config.service(), pool, log) : null;
+            Observer observer = new Observer(config.accessLog() ? log : null, pool::status, discovery == null ? null
+                    : () -> new Observer.Pods(discovery.servingPods(), discovery.suspectPods()));
+            // Set when stopping starts, before the grace period: /readyz says 503 from then on.
+            AtomicBoolean stopped = new AtomicBoolean();
             StallGuard stallGuard = new StallGuard(ValveConfig.seconds(config.clientTimeout()));
             ErrorAnswers answers = new ErrorAnswers(log);
-            ProxyHandler handler = new ProxyHandler(pool, config.proxy(spool, secret), stallGuard, answers, log);
+            ProxyHandler handler = new ProxyHandler(pool, config.proxy(spool, secret), stallGuard, answers, observer,
+                    log);
             Http1Config http1 = Http1Config.builder()
                     .maxPrologueLength(ValveConfig.MAX_REQUEST_LINE_BYTES)
                     .maxHeadersSize(8 * ValveConfig.MAX_HEADER_BYTES)
@@ -130,11 +148,25 @@ public final class Valve implements AutoCloseable {
                     .build();
             WebServer server = null;
             CompletableFuture<Void> workersReady = null;
+            // Filled in once the server runs: the status report needs the admin URL, the admin routes the report.
+            AtomicReference<Valve> started = new AtomicReference<>();
             try {
                 checkBindable(config.host(), config.port());
+                if (config.adminPort() != null) {
+                    checkBindable(config.host(), config.adminPort());
+                }
                 // A worker takes longer to answer than Helidon takes to start: both start at once.
                 workersReady = launcher != null ? pool.start() : null;
-                server = WebServer.builder()
+                WebServerConfig.Builder serverConfig = WebServer.builder();
+                if (config.adminPort() != null) {
+                    // Its own socket and routing, with Helidon's ordinary connections: nothing on it
+                    // goes through the proxy's connection type, its queue or a worker.
+                    AdminRoutes admin = new AdminRoutes(observer, pool::status, stopped::get,
+                            () -> started.get() == null ? null : started.get().statusReport(), ValveConfig::toJson);
+                    serverConfig.putSocket(ADMIN_SOCKET, socket -> socket.host(config.host()).port(config.adminPort()))
+                            .routing(ADMIN_SOCKET, admin::register);
+                }
+                server = serverConfig
                         .host(config.host())
                         .port(config.port())
                         .shutdownHook(false)
@@ -164,15 +196,22 @@ public final class Valve implements AutoCloseable {
                 if (server != null) {
                     server.stop();
                 }
+                if (discovery != null) {
+                    discovery.close();
+                }
                 pool.close();
                 handler.close();
                 stallGuard.close();
                 deleteTree(spool);
                 throw new ValveException(ValveException.BIND, "cannot listen on " + config.host() + ":"
-                        + config.port() + ": " + rootMessage(e), e);
+                        + config.port() + (config.adminPort() == null ? "" : " and admin port " + config.adminPort())
+                        + ": " + rootMessage(e), e);
             }
-            ServiceDiscovery discovery = launcher == null ? new ServiceDiscovery(config.service(), pool, log) : null;
-            Valve valve = new Valve(config, log, pool, stallGuard, handler, server, spool, discovery);
+            Valve valve = new Valve(config, log, pool, stallGuard, handler, server, spool, discovery, observer, stopped);
+            started.set(valve);
+            if (valve.adminUrl() != null) {
+                log.add("valve", "metrics, probes and status on " + valve.adminUrl());
+            }
             if (discovery != null) {
                 log.add("valve", "listening on " + valve.url() + ", forwarding to the pods of " + config.upstream());
                 discovery.start();
@@ -199,19 +238,24 @@ public final class Valve implements AutoCloseable {
         return url;
     }
 
+    /** Where /metrics, /healthz, /readyz and /status answer; null without an admin listener. */
+    public String adminUrl() {
+        return adminUrl;
+    }
+
     public boolean isRunning() {
         return !stopped.get() && server.isRunning();
     }
 
-    /** State, address and the pool as JSON, for R's print method and tests. */
+    /** The {@link StatusReport} as JSON: R's print method, {@code valve_workers()} and {@code valve_status()}. */
     public String statusJson() {
-        Map<String, Object> status = new LinkedHashMap<>();
-        status.put("state", isRunning() ? "running" : "stopped");
-        status.put("url", url());
-        status.put("n_min", config.nMin());
-        status.put("n_max", config.nMax());
-        status.put("pool", pool.status());
-        return ValveConfig.toJson(status);
+        return ValveConfig.toJson(statusReport());
+    }
+
+    private Map<String, Object> statusReport() {
+        StatusReport.Engine engine = new StatusReport.Engine(isRunning() ? "running" : "stopped", url, adminUrl,
+                config.nMin(), config.nMax(), config.upstream(), stopped.get());
+        return StatusReport.of(engine, pool.status(), observer);
     }
 
     private static long requestsServed(WorkerPool pool) {

@@ -54,6 +54,9 @@ import dev.valve.worker.WorkerSpec;
  *                       addresses are the pods; no local workers then
  * @param perPod         service mode: requests one pod may have in flight at once
  * @param resolveInterval service mode: seconds between resolutions of the name
+ * @param adminPort      port of the admin listener (metrics, probes, status page) on the same host;
+ *                       0 picks a free one; null for none
+ * @param accessLog      whether every request gets an access log line
  * @param worker         what local workers serve; null in service mode
  */
 public record ValveConfig(String host, Integer port, Integer nMin, Integer nMax,
@@ -63,7 +66,7 @@ public record ValveConfig(String host, Integer port, Integer nMin, Integer nMax,
                           Integer maxRequestsJitter, Integer maxWorkerMemory, Boolean watch, Boolean preload,
                           String upstream,
                           Integer perPod,
-                          Double resolveInterval, WorkerSpec worker) {
+                          Double resolveInterval, Integer adminPort, Boolean accessLog, WorkerSpec worker) {
 
     /** The defaults of the user-facing arguments, by their snake_case name, in the order of {@code ?valve_run}. */
     private static final Map<String, Object> DEFAULTS = defaults();
@@ -91,6 +94,8 @@ public record ValveConfig(String host, Integer port, Integer nMin, Integer nMax,
         defaults.put("max_worker_memory", 0);
         defaults.put("watch", false);
         defaults.put("preload", false);
+        defaults.put("admin_port", null);
+        defaults.put("access_log", true);
         return Collections.unmodifiableMap(defaults);
     }
 
@@ -120,6 +125,8 @@ public record ValveConfig(String host, Integer port, Integer nMin, Integer nMax,
         preload = orDefault(preload, "preload");
         perPod = orDefault(perPod, "per_pod");
         resolveInterval = orDefault(resolveInterval, "resolve_interval");
+        adminPort = orDefault(adminPort, "admin_port");
+        accessLog = orDefault(accessLog, "access_log");
 
         if (!HOST.matcher(host).matches()) {
             throw new IllegalArgumentException("host must be an IP address or host name such as 127.0.0.1, not '"
@@ -127,6 +134,13 @@ public record ValveConfig(String host, Integer port, Integer nMin, Integer nMax,
         }
         if (port < 0 || port > 65535) {
             throw new IllegalArgumentException("port must be a whole number between 0 and 65535, not " + port);
+        }
+        if (adminPort != null && (adminPort < 0 || adminPort > 65535)) {
+            throw new IllegalArgumentException("admin_port must be a whole number between 0 and 65535, not " + adminPort);
+        }
+        if (adminPort != null && adminPort != 0 && adminPort.equals(port)) {
+            throw new IllegalArgumentException("admin_port (" + adminPort + ") must differ from port: the admin "
+                    + "listener is never reachable through the main port");
         }
         atLeast("n_min", nMin, 0);
         atLeast("n_max", nMax, 1);
@@ -179,13 +193,12 @@ public record ValveConfig(String host, Integer port, Integer nMin, Integer nMax,
         return toJson(DEFAULTS);
     }
 
-    /** The default of one argument, for the command line's options and help. */
+    /** The default of one argument (null: none, as for admin_port), for the command line's options and help. */
     static Object defaultOf(String name) {
-        Object value = DEFAULTS.get(name);
-        if (value == null) {
+        if (!DEFAULTS.containsKey(name)) {
             throw new IllegalArgumentException("no default for " + name);
         }
-        return value;
+        return DEFAULTS.get(name);
     }
 
     @SuppressWarnings("unchecked")

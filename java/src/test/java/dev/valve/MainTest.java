@@ -67,6 +67,32 @@ class MainTest {
     }
 
     @Test
+    void theAdminPortIsUnsetByDefaultAndTheAccessLogOn() {
+        Map<String, String> values = Main.parse(new String[0], Map.of());
+        assertEquals(null, values.get("admin-port"));
+        assertEquals("true", values.get("access-log"));
+        assertEquals("9090", Main.parse(new String[] {"--admin-port", "9090"}, Map.of()).get("admin-port"));
+        assertEquals("0", Main.parse(new String[0], Map.of("VALVE_ADMIN_PORT", "0")).get("admin-port"));
+        assertTrue(Main.help().contains("--no-access-log"));
+        assertTrue(Main.help().contains("VALVE_ADMIN_PORT"));
+    }
+
+    @Test
+    void theAccessLogIsTurnedOffByAFlagOrTheEnvironment() {
+        assertEquals("false", Main.parse(new String[] {"--no-access-log"}, Map.of()).get("access-log"));
+        assertEquals("false", Main.parse(new String[0], Map.of("VALVE_ACCESS_LOG", "false")).get("access-log"));
+        assertTrue(assertThrows(IllegalArgumentException.class,
+                () -> Main.parse(new String[] {"--no-access-log=yes"}, Map.of())).getMessage().contains("takes no value"));
+        assertTrue(assertThrows(IllegalArgumentException.class,
+                () -> Main.parse(new String[] {"--access-log", "false"}, Map.of())).getMessage().contains("unknown option"));
+        ByteArrayOutputStream err = new ByteArrayOutputStream();
+        int status = Main.run(new String[0], Map.of("VALVE_ACCESS_LOG", "maybe"), new PrintStream(new ByteArrayOutputStream()),
+                new PrintStream(err, true, StandardCharsets.UTF_8));
+        assertEquals(Main.EXIT_USAGE, status);
+        assertTrue(err.toString(StandardCharsets.UTF_8).contains("--access-log (VALVE_ACCESS_LOG) must be true or false, not 'maybe'"));
+    }
+
+    @Test
     void badValuesExitWithTheUsageStatus() {
         ByteArrayOutputStream err = new ByteArrayOutputStream();
         int status = Main.run(new String[] {"--n-max", "lots"}, Map.of(), new PrintStream(new ByteArrayOutputStream()),
@@ -98,7 +124,7 @@ class MainTest {
         int status = Main.run(new String[] {"--watch=sometimes"}, Map.of(), new PrintStream(new ByteArrayOutputStream()),
                 new PrintStream(err, true, StandardCharsets.UTF_8));
         assertEquals(Main.EXIT_USAGE, status);
-        assertTrue(err.toString(StandardCharsets.UTF_8).contains("--watch must be true or false, not 'sometimes'"));
+        assertTrue(err.toString(StandardCharsets.UTF_8).contains("--watch (VALVE_WATCH) must be true or false, not 'sometimes'"));
     }
 
     @Test

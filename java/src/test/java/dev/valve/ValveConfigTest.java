@@ -43,7 +43,8 @@ class ValveConfigTest {
         Map<String, Object> defaults = JSON.readValue(ValveConfig.defaultsJson(), Map.class);
         assertEquals(List.of("host", "port", "n_min", "n_max", "check_unused", "max_age", "queue_max", "queue_timeout",
                 "request_timeout", "startup_timeout", "max_body_size", "client_timeout", "per_pod",
-                "resolve_interval", "max_requests", "max_requests_jitter", "max_worker_memory", "watch", "preload"),
+                "resolve_interval", "max_requests", "max_requests_jitter", "max_worker_memory", "watch", "preload",
+                "admin_port", "access_log"),
                 List.copyOf(defaults.keySet()));
         assertEquals(268435456, ((Number) defaults.get("max_body_size")).longValue());
 
@@ -69,7 +70,8 @@ class ValveConfigTest {
         "max_body_size  | -1   | max_body_size must be a whole number >= 0, not -1",
         "per_pod  | 0    | per_pod must be a whole number >= 1, not 0",
         "max_requests | -1 | max_requests must be a whole number >= 0, not -1",
-        "max_worker_memory | -5 | max_worker_memory must be a whole number >= 0, not -5"})
+        "max_worker_memory | -5 | max_worker_memory must be a whole number >= 0, not -5",
+        "admin_port | 70000 | admin_port must be a whole number between 0 and 65535, not 70000"})
     void eachRuleIsSaidInWords(String name, double value, String message) throws Exception {
         Object number = value == Math.rint(value) ? (Object) (long) value : (Object) value;
         assertEquals("invalid valve configuration: " + message, refusal(Map.of(name, number)));
@@ -85,6 +87,7 @@ class ValveConfigTest {
         watchingPods.put("upstream", "http://svc:80");
         watchingPods.put("watch", true);
         assertTrue(refusal(watchingPods).contains("watch reloads local workers, and service mode has none"));
+        assertTrue(refusal(Map.of("port", 8000, "admin_port", 8000)).contains("admin_port (8000) must differ from port"));
         assertTrue(refusal(Map.of("host", "bad host")).contains("host must be an IP address or host name"));
         assertTrue(refusal(Map.of("upstream", "http://svc:80")).contains("exactly one of worker"));
         assertTrue(refusal(Map.of("nmax", 2)).contains("nmax"), "an unknown member is refused by name");

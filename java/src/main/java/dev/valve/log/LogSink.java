@@ -1,6 +1,7 @@
 package dev.valve.log;
 
 import java.io.PrintStream;
+import java.time.Duration;
 import java.time.LocalTime;
 import java.time.format.DateTimeFormatter;
 import java.time.temporal.ChronoUnit;
@@ -8,6 +9,9 @@ import java.util.ArrayDeque;
 import java.util.ArrayList;
 import java.util.Deque;
 import java.util.List;
+import java.util.concurrent.ArrayBlockingQueue;
+import java.util.concurrent.BlockingQueue;
+import java.util.concurrent.atomic.AtomicLong;
 import java.util.concurrent.locks.ReentrantLock;
 
 /**
@@ -15,15 +19,24 @@ import java.util.concurrent.locks.ReentrantLock;
  * the R console, so lines are kept in a bounded buffer that R drains and prints; a standalone
  * engine may also echo them to a stream. When R does not drain, the oldest lines are dropped and
  * the drop is reported, so memory stays bounded.
+ *
+ * <p>The echo is written by one platform thread of its own: with an access log line per request,
+ * a stream that does not keep up (a full pipe) would otherwise block request threads in a write.
+ * Lines it cannot take in time are dropped and the drop is reported on the stream.
  */
 public final class LogSink {
     private static final DateTimeFormatter TIME = DateTimeFormatter.ofPattern("HH:mm:ss.SSS");
 
     private final int capacity;
-    private final PrintStream echo;
     private final ReentrantLock lock = new ReentrantLock();
     private final Deque<String> lines = new ArrayDeque<>();
     private long dropped;
+    /** Lines for the echo's writer; null without an echo. */
+    private final BlockingQueue<String> echoQueue;
+    private final AtomicLong echoDropped = new AtomicLong();
+    /** Lines queued for the echo and lines it wrote, so {@link #flush} knows when it is done. */
+    private final AtomicLong echoQueued = new AtomicLong();
+    private final AtomicLong echoWritten = new AtomicLong();
 
     /**
      * @param capacity lines kept until drained
@@ -34,15 +47,22 @@ public final class LogSink {
             throw new IllegalArgumentException("capacity must be >= 1");
         }
         this.capacity = capacity;
-        this.echo = echo;
+        this.echoQueue = echo == null ? null : new ArrayBlockingQueue<>(capacity);
+        if (echo != null) {
+            Thread.ofPlatform().daemon().name("valve-log-echo").start(() -> writeEcho(echo));
+        }
     }
 
     /** Adds one line from {@code source}, e.g. {@code "valve"} or {@code "worker 2"}. */
     public void add(String source, String message) {
         String line = LocalTime.now().truncatedTo(ChronoUnit.MILLIS).format(TIME)
                 + " [" + source + "] " + message;
-        if (echo != null) {
-            echo.println(line);
+        if (echoQueue != null) {
+            if (echoQueue.offer(line)) {
+                echoQueued.incrementAndGet();
+            } else {
+                echoDropped.incrementAndGet();
+            }
         }
         lock.lock();
         try {
@@ -53,6 +73,36 @@ public final class LogSink {
             lines.addLast(line);
         } finally {
             lock.unlock();
+        }
+    }
+
+    private void writeEcho(PrintStream echo) {
+        try {
+            while (true) {
+                String line = echoQueue.take();
+                long lost = echoDropped.getAndSet(0);
+                if (lost > 0) {
+                    echo.println("[valve] " + lost + " log lines were not written: this stream did not keep up");
+                }
+                echo.println(line);
+                echoWritten.incrementAndGet();
+            }
+        } catch (InterruptedException e) {
+            // Never interrupted by valve; a daemon thread ends with the JVM.
+        }
+    }
+
+    /** Waits up to {@code timeout} for the echo to write every line queued so far: call before the JVM exits. */
+    public void flush(Duration timeout) {
+        long target = echoQueued.get();
+        long deadline = System.nanoTime() + timeout.toNanos();
+        while (echoWritten.get() < target && System.nanoTime() - deadline < 0) {
+            try {
+                Thread.sleep(5);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                return;
+            }
         }
     }
 

@@ -24,14 +24,19 @@ public final class Lease implements AutoCloseable {
     /** The upstream finished the request and may take the next one. */
     public void release() {
         if (returned.compareAndSet(false, true)) {
-            pool.giveBack(member, false);
+            pool.giveBack(member, null);
         }
     }
 
-    /** The upstream failed or hung: it is stopped and leaves the pool. */
+    /** The upstream failed: it is stopped and leaves the pool. */
     public void discard() {
+        discard(ExitReason.FAILED_REQUEST);
+    }
+
+    /** The upstream failed or hung, for {@code why}: it is stopped and leaves the pool. */
+    public void discard(ExitReason why) {
         if (returned.compareAndSet(false, true)) {
-            pool.giveBack(member, true);
+            pool.giveBack(member, why);
         }
     }
 

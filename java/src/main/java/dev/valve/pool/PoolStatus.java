@@ -1,6 +1,8 @@
 package dev.valve.pool;
 
+import java.time.Duration;
 import java.util.List;
+import java.util.Map;
 
 /**
  * A consistent snapshot of the pool, taken under its lock.
@@ -12,9 +14,11 @@ import java.util.List;
  * @param started   upstreams that became ready since the pool started
  * @param failed    launches that failed since the pool started
  * @param upstreams one entry per ready upstream
+ * @param exits     launched upstreams that left, by {@link ExitReason#label}
+ * @param canLaunch whether a launch could start now (below {@code n_max}, not backing off, not closed)
  */
 public record PoolStatus(int starting, int idle, int busy, int queued, long started, long failed,
-                         List<UpstreamStatus> upstreams) {
+                         List<UpstreamStatus> upstreams, Map<String, Long> exits, boolean canLaunch) {
 
     /**
      * @param name        upstream name
@@ -23,8 +27,14 @@ public record PoolStatus(int starting, int idle, int busy, int queued, long star
      * @param busy        whether a request is in flight
      * @param requests    requests it has answered or is answering
      * @param maxInFlight the most requests it ever had at once; anything above 1 is a bug
+     * @param idleSeconds how long it has been idle; 0 while busy
      */
     public record UpstreamStatus(String name, long pid, int port, boolean busy, long requests,
-                                 int maxInFlight) {
+                                 int maxInFlight, double idleSeconds) {
+
+        UpstreamStatus idleFor(long nanos) {
+            return new UpstreamStatus(name, pid, port, busy, requests, maxInFlight,
+                    Duration.ofNanos(Math.max(0, nanos)).toMillis() / 1000.0);
+        }
     }
 }

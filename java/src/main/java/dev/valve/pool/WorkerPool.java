@@ -5,6 +5,7 @@ import java.util.ArrayDeque;
 import java.util.ArrayList;
 import java.util.Deque;
 import java.util.HashMap;
+import java.util.LinkedHashMap;
 import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Map;
@@ -102,6 +103,8 @@ public final class WorkerPool implements AutoCloseable {
     private int reloadTarget;
     private long startedCount;
     private long failedCount;
+    /** Launched members that left, by {@link ExitReason#ordinal()}. */
+    private final long[] exits = new long[ExitReason.values().length];
 
     /** Bookkeeping for one ready upstream; guarded by the pool's lock. */
     static final class Member {
@@ -122,6 +125,8 @@ public final class WorkerPool implements AutoCloseable {
         boolean gone;
         /** Why it leaves once its request is done; null while it stays. */
         String leaving;
+        /** Why it leaves, for the metrics; set with {@link #leaving}. */
+        ExitReason leavingReason;
 
         Member(Upstream upstream, boolean launched, Runnable onFailure) {
             this.upstream = upstream;
@@ -286,7 +291,7 @@ public final class WorkerPool implements AutoCloseable {
             if (interrupted) {
                 // Nobody will use it: it goes on to the next waiter, and the caller learns as
                 // in any other abandonment.
-                giveBack(member, false);
+                giveBack(member, null);
                 Thread.currentThread().interrupt();
                 throw new PoolException(Reason.CLOSED, "the request was abandoned");
             }
@@ -300,10 +305,14 @@ public final class WorkerPool implements AutoCloseable {
                 : new PoolException(Reason.NO_UPSTREAM, String.valueOf(cause));
     }
 
-    /** Called once per lease by {@link Lease}. */
-    void giveBack(Member member, boolean discard) {
+    /**
+     * Called once per lease by {@link Lease}.
+     *
+     * @param discard why the member must leave, or null when it may take the next request
+     */
+    void giveBack(Member member, ExitReason discard) {
         // A file read, however small: never under the lock.
-        long resident = !discard && member.launched && config.recycling().checksMemory()
+        long resident = discard == null && member.launched && config.recycling().checksMemory()
                 ? member.upstream.process().map(ManagedProcess::residentBytes).orElse(-1L)
                 : -1;
         update(effects -> {
@@ -319,11 +328,11 @@ public final class WorkerPool implements AutoCloseable {
         });
     }
 
-    private void takeBack(Member member, boolean discard, long resident, Effects effects) {
+    private void takeBack(Member member, ExitReason discard, long resident, Effects effects) {
         if (!isAlive(member)) {
             died(member);
-        } else if (discard) {
-            leave(member);
+        } else if (discard != null) {
+            leave(member, discard);
             if (member.launched) {
                 effects.stops.add(new Stop(member.upstream, "discarded after a failed request"));
             } else {
@@ -332,9 +341,9 @@ public final class WorkerPool implements AutoCloseable {
         } else {
             backoff.success();
             if (member.leaving != null) {
-                leaveAfterRequest(member, member.leaving, effects);
+                leaveAfterRequest(member, member.leavingReason, member.leaving, effects);
             } else if (config.recycling().overMemory(resident)) {
-                leaveAfterRequest(member, "recycled: " + resident / MIB + " MiB resident, above max_worker_memory ("
+                leaveAfterRequest(member, ExitReason.RECYCLE, "recycled: " + resident / MIB + " MiB resident, above max_worker_memory ("
                         + config.recycling().maxMemoryBytes() / MIB + " MiB)", effects);
             } else {
                 handOff(member);
@@ -343,8 +352,8 @@ public final class WorkerPool implements AutoCloseable {
     }
 
     /** A member that answered leaves for good, stopped if launched. Lock held. */
-    private void leaveAfterRequest(Member member, String why, Effects effects) {
-        leave(member);
+    private void leaveAfterRequest(Member member, ExitReason reason, String why, Effects effects) {
+        leave(member, reason);
         if (member.launched) {
             effects.stops.add(new Stop(member.upstream, why));
         }
@@ -354,9 +363,10 @@ public final class WorkerPool implements AutoCloseable {
      * Marks a member to leave once its request is done. From now on it counts for no
      * {@link Scaling} rule, so its replacement can start while it finishes. Lock held.
      */
-    private void markLeaving(Member member, String why) {
+    private void markLeaving(Member member, ExitReason reason, String why) {
         if (member.leaving == null) {
             member.leaving = why;
+            member.leavingReason = reason;
             outgoing++;
         }
     }
@@ -372,7 +382,7 @@ public final class WorkerPool implements AutoCloseable {
 
     /** A member's process exited on its own. Lock held. */
     private void died(Member member) {
-        leave(member);
+        leave(member, ExitReason.CRASH);
         idle.remove(member);
         if (!closed) {
             backoff.failure();
@@ -381,11 +391,14 @@ public final class WorkerPool implements AutoCloseable {
     }
 
     /** Takes a member out of the pool's counts; the only place {@code live} goes down. Lock held. */
-    private void leave(Member member) {
+    private void leave(Member member, ExitReason reason) {
         member.gone = true;
         live--;
         if (member.leaving != null) {
             outgoing--;
+        }
+        if (member.launched) {
+            exits[reason.ordinal()]++;
         }
         departed.add(member.upstream);
         if (!member.launched) {
@@ -411,7 +424,7 @@ public final class WorkerPool implements AutoCloseable {
         member.inFlight++;
         member.maxInFlight = Math.max(member.maxInFlight, member.inFlight);
         if (member.requestLimit > 0 && member.requests >= member.requestLimit) {
-            markLeaving(member, "recycled after " + member.requests + " requests (max_requests)");
+            markLeaving(member, ExitReason.RECYCLE, "recycled after " + member.requests + " requests (max_requests)");
         }
     }
 
@@ -597,12 +610,12 @@ public final class WorkerPool implements AutoCloseable {
         for (Member member : List.copyOf(idle)) {
             if (member.launched && member.generation < generation) {
                 idle.remove(member);
-                leaveAfterRequest(member, "replaced by a reload", effects);
+                leaveAfterRequest(member, ExitReason.RELOAD, "replaced by a reload", effects);
             }
         }
         for (Member member : busy) {
             if (member.launched && !member.gone && member.generation < generation) {
-                markLeaving(member, "replaced by a reload");
+                markLeaving(member, ExitReason.RELOAD, "replaced by a reload");
             }
         }
         CompletableFuture<Void> done = reloading;
@@ -633,7 +646,7 @@ public final class WorkerPool implements AutoCloseable {
             while (live - outgoing > config.nMin() && !idle.isEmpty() && idle.peekLast().launched
                     && idle.peekLast().idleSince - cutoff < 0) {
                 Member member = idle.pollLast();
-                leave(member);
+                leave(member, ExitReason.IDLE_REAP);
                 effects.stops.add(new Stop(member.upstream,
                         "idle for more than " + config.maxAge().toSeconds() + " s"));
             }
@@ -679,9 +692,9 @@ public final class WorkerPool implements AutoCloseable {
                 return;
             }
             if (idle.remove(member)) {
-                leave(member);
+                leave(member, ExitReason.STOP);
             } else {
-                markLeaving(member, "retired");
+                markLeaving(member, ExitReason.STOP, "retired");
             }
         });
     }
@@ -695,12 +708,19 @@ public final class WorkerPool implements AutoCloseable {
                     upstreams.add(describe(member, true));
                 }
             }
+            long now = nanoTime.getAsLong();
             for (Member member : idle) {
-                upstreams.add(describe(member, false));
+                upstreams.add(describe(member, false).idleFor(now - member.idleSince));
             }
             int busyLive = upstreams.size() - idle.size();
+            Map<String, Long> exitsByReason = new LinkedHashMap<>();
+            for (ExitReason reason : ExitReason.values()) {
+                exitsByReason.put(reason.label, exits[reason.ordinal()]);
+            }
+            boolean canLaunch = launcher != null && !closed && live + starting < config.nMax()
+                    && backoff.remaining() <= 0;
             return new PoolStatus(starting, idle.size(), busyLive, waiters.size(), startedCount,
-                    failedCount, List.copyOf(upstreams));
+                    failedCount, List.copyOf(upstreams), exitsByReason, canLaunch);
         } finally {
             lock.unlock();
         }
@@ -709,7 +729,7 @@ public final class WorkerPool implements AutoCloseable {
     private static PoolStatus.UpstreamStatus describe(Member member, boolean busy) {
         Upstream upstream = member.upstream;
         return new PoolStatus.UpstreamStatus(upstream.name(), pid(upstream), upstream.port(), busy,
-                member.requests, member.maxInFlight);
+                member.requests, member.maxInFlight, 0);
     }
 
     /**
@@ -746,7 +766,7 @@ public final class WorkerPool implements AutoCloseable {
                     members.add(member);
                 }
             }
-            members.forEach(this::leave);
+            members.forEach(member -> leave(member, ExitReason.STOP));
             left = List.copyOf(departed);
             departed.clear();
             idle.clear();

@@ -27,15 +27,17 @@ public final class ErrorAnswers implements DirectHandler {
         this.log = log;
     }
 
-    /** Answers a routed request, unless an answer has already started. */
-    void send(ServerRequest req, ServerResponse res, Status status, String message) {
+    /** Answers a routed request, unless an answer has already started; returns the body's size (0 if not sent). */
+    int send(ServerRequest req, ServerResponse res, Status status, String message) {
         if (res.isSent()) {
-            return;
+            return 0;
         }
         record(status, req.prologue().method().text(), req.prologue().uriPath().rawPath(), message);
         res.status(status);
         prepare(res.headers(), status);
-        res.send(body(message));
+        byte[] body = body(message);
+        res.send(body);
+        return body.length;
     }
 
     /** Answers what Helidon refused before routing: malformed requests, oversized heads. */

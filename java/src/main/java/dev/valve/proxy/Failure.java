@@ -1,5 +1,7 @@
 package dev.valve.proxy;
 
+import java.util.Locale;
+
 import dev.valve.pool.PoolException;
 
 import io.helidon.http.Status;
@@ -21,10 +23,16 @@ enum Failure {
 
     final Status status;
     private final String phrase;
+    private final String label = name().toLowerCase(Locale.ROOT);
 
     Failure(Status status, String phrase) {
         this.status = status;
         this.phrase = phrase;
+    }
+
+    /** The metrics' {@code reason} label, such as {@code queue_full}. */
+    String label() {
+        return label;
     }
 
     /** @param subject the worker's name for upstream failures, the pool's explanation otherwise */

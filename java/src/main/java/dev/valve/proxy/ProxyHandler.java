@@ -16,6 +16,9 @@ import java.util.Set;
 import java.util.concurrent.atomic.AtomicBoolean;
 
 import dev.valve.log.LogSink;
+import dev.valve.observe.Exchange;
+import dev.valve.observe.Observer;
+import dev.valve.observe.RequestIds;
 import dev.valve.pool.Lease;
 import dev.valve.pool.PoolException;
 import dev.valve.pool.WorkerPool;
@@ -78,21 +81,29 @@ public final class ProxyHandler implements Handler, AutoCloseable {
     private static final int SMALL_RESPONSE = 64 * 1024;
     /** What of a longer body goes out in the head's write: enough to fill its first packets. */
     private static final int FIRST_SLICE = 16 * 1024;
+    /** nginx's status for a request whose client left (or whose connection broke) before the answer was complete. */
+    private static final int CLIENT_GONE = 499;
 
     private final WorkerPool pool;
     private final Settings settings;
     private final LogSink log;
     private final StallGuard stallGuard;
     private final ErrorAnswers answers;
+    private final Observer observer;
     private final KeptConnections kept = new KeptConnections();
     private final MemoryBudget memory = MemoryBudget.quarterOfHeap();
 
-    /** @param stallGuard limits body reads to the client timeout; owned by the caller */
-    public ProxyHandler(WorkerPool pool, Settings settings, StallGuard stallGuard, ErrorAnswers answers, LogSink log) {
+    /**
+     * @param stallGuard limits body reads to the client timeout; owned by the caller
+     * @param observer   records every request once it ends
+     */
+    public ProxyHandler(WorkerPool pool, Settings settings, StallGuard stallGuard, ErrorAnswers answers,
+                        Observer observer, LogSink log) {
         this.pool = pool;
         this.settings = settings;
         this.stallGuard = stallGuard;
         this.answers = answers;
+        this.observer = observer;
         this.log = log;
         pool.onDeparture(kept::forget);
         if (!UpstreamConnection.KEEP_ALIVE) {
@@ -108,34 +119,53 @@ public final class ProxyHandler implements Handler, AutoCloseable {
 
     @Override
     public void handle(ServerRequest req, ServerResponse res) {
-        forward(req, res);
-        if (clientWantsClose(req)) {
-            // Helidon 4.5 answers "Connection: close" but keeps the connection open
-            // (helidon-io/helidon#12324): a client reading to end-of-stream would hang. Helidon
-            // sends the end of a streamed response only once the handler returns, so that
-            // comes first, or the close would cut it off.
-            if (res instanceof RoutingResponse routing) {
-                routing.commit();
+        Exchange exchange = new Exchange(peerAddress(req), req.prologue().method().text(), target(req), protocol(req),
+                req.headers().first(HeaderNames.REFERER).orElse(null),
+                req.headers().first(HeaderNames.USER_AGENT).orElse(null), RequestIds.choose(req.headers()));
+        res.header(RequestIds.HEADER, exchange.requestId());
+        // Helidon's isSent() stays false for some complete answers (an encoded body goes out as a
+        // stream): a forward that returned has answered in full.
+        boolean answered = false;
+        try {
+            forward(req, res, exchange);
+            answered = true;
+            if (clientWantsClose(req)) {
+                // Helidon 4.5 answers "Connection: close" but keeps the connection open
+                // (helidon-io/helidon#12324): a client reading to end-of-stream would hang. Helidon
+                // sends the end of a streamed response only once the handler returns, so that
+                // comes first, or the close would cut it off.
+                if (res instanceof RoutingResponse routing) {
+                    routing.commit();
+                }
+                throw new CloseConnectionException("the client asked to close the connection");
             }
-            throw new CloseConnectionException("the client asked to close the connection");
+        } finally {
+            observer.finish(exchange, answered || res.isSent() ? res.status().code() : CLIENT_GONE);
         }
+    }
+
+    /** As the client spoke it: HTTP/1.0 requests reach the parser rewritten as HTTP/1.1. */
+    private static String protocol(ServerRequest req) {
+        return req.headers().contains(HTTP10_MARKER)
+                ? "HTTP/1.0"
+                : req.prologue().protocol() + "/" + req.prologue().protocolVersion();
     }
 
     private static boolean clientWantsClose(ServerRequest req) {
         return req.headers().containsToken(HeaderValues.CONNECTION_CLOSE);
     }
 
-    private void forward(ServerRequest req, ServerResponse res) {
+    private void forward(ServerRequest req, ServerResponse res, Exchange exchange) {
         Method method = req.prologue().method();
         if (!FORWARDED_METHODS.contains(method)) {
             res.header(ALLOW);
             boolean known = REFUSED_METHODS.contains(method);
-            answers.send(req, res, known ? Status.METHOD_NOT_ALLOWED_405 : Status.NOT_IMPLEMENTED_501,
+            refuse(req, res, exchange, known ? Status.METHOD_NOT_ALLOWED_405 : Status.NOT_IMPLEMENTED_501, "method",
                     "method " + method.text() + (known ? " is not allowed" : " is not supported"));
             return;
         }
         if (headerBytes(req.headers()) > settings.maxHeaderBytes()) {
-            answers.send(req, res, Status.create(431, "Request Header Fields Too Large"),
+            refuse(req, res, exchange, Status.create(431, "Request Header Fields Too Large"), "headers_too_large",
                     "request headers are larger than " + settings.maxHeaderBytes() + " bytes");
             return;
         }
@@ -143,27 +173,30 @@ public final class ProxyHandler implements Handler, AutoCloseable {
         try {
             body = req.content().hasEntity() ? receiveBody(req) : null;
         } catch (Spool.BodyTooLargeException e) {
-            answers.send(req, res, Status.REQUEST_ENTITY_TOO_LARGE_413, e.getMessage());
+            refuse(req, res, exchange, Status.REQUEST_ENTITY_TOO_LARGE_413, "body_too_large", e.getMessage());
             throw new CloseConnectionException("request body too large");
         } catch (RequestException e) {
             // Helidon's own framing checks, e.g. a chunked body past max_body_size (413).
-            answers.send(req, res, e.status(), "the request body was refused: " + e.getMessage());
+            refuse(req, res, exchange, e.status(), "bad_body", "the request body was refused: " + e.getMessage());
             throw new CloseConnectionException("refused request body", e);
         } catch (IOException | RuntimeException e) {
             // Malformed chunking, a body that stalled or ended early, or the client is gone: the
             // connection's framing is lost, so answer if still possible and close it.
-            answers.send(req, res, Status.BAD_REQUEST_400, "the request body could not be read");
+            refuse(req, res, exchange, Status.BAD_REQUEST_400, "bad_body", "the request body could not be read");
             throw new CloseConnectionException("unreadable request body", e);
         }
         try (body) {
             Lease lease;
+            long queued = System.nanoTime();
             try {
                 lease = acquire();
             } catch (PoolException e) {
-                answers.send(req, res, Failure.of(e.reason()).status, e.getMessage());
+                Failure failure = Failure.of(e.reason());
+                refuse(req, res, exchange, failure.status, failure.label(), e.getMessage());
                 return;
             }
-            proxy(new UpstreamCall(lease, kept), req, body, res);
+            exchange.leased(lease.upstream().name(), System.nanoTime() - queued);
+            proxy(new UpstreamCall(lease, kept), req, body, res, exchange);
         } catch (IOException e) {
             throw new UncheckedIOException(e);
         }
@@ -207,36 +240,46 @@ public final class ProxyHandler implements Handler, AutoCloseable {
         return new CloseConnectionException("the client hung up while its request was queued");
     }
 
+    /** valve's own answer instead of a worker's, counted by {@code reason}. */
+    private void refuse(ServerRequest req, ServerResponse res, Exchange exchange, Status status, String reason,
+                        String message) {
+        exchange.failed(reason);
+        exchange.sentBody(answers.send(req, res, status, message));
+    }
+
     /** Everything between leasing a worker and the end of its response; the call ends on every path. */
-    private void proxy(UpstreamCall call, ServerRequest req, Spool body, ServerResponse res) throws IOException {
+    private void proxy(UpstreamCall call, ServerRequest req, Spool body, ServerResponse res, Exchange exchange)
+            throws IOException {
         UpstreamConnection.Response answer;
         try {
-            answer = call.send(req.prologue().method().text(), target(req), forwardHeaders(req), body,
+            answer = call.send(req.prologue().method().text(), target(req), forwardHeaders(req, exchange), body,
                     req.prologue().method().equals(Method.HEAD), settings.requestTimeout());
             copyHeaders(answer, res);
         } catch (UpstreamCall.FailedException e) {
-            failUpstream(req, res, call, e.failure, e.getCause());
+            failUpstream(req, res, exchange, call, e.failure, e.getCause());
             return;
         } catch (RuntimeException | Error e) {
-            call.fail();
-            failUpstream(req, res, call, UpstreamCall.classify(e), e);
+            call.fail(e);
+            failUpstream(req, res, exchange, call, UpstreamCall.classify(e), e);
             return;
         }
         try {
-            relay(call, answer, res, req);
+            relay(call, answer, res, req, exchange);
         } catch (Throwable e) {
             // Whatever broke, the worker must not stay leased; its state is unknown, so it goes.
-            call.fail();
+            call.fail(e);
             throw e;
         }
     }
 
-    private void failUpstream(ServerRequest req, ServerResponse res, UpstreamCall call, Failure failure, Throwable cause) {
+    private void failUpstream(ServerRequest req, ServerResponse res, Exchange exchange, UpstreamCall call,
+                              Failure failure, Throwable cause) {
         String message = failure.message(call.upstreamName());
         log.add("valve", message + " (" + cause + "); replacing it");
         // A header the worker sent may be what failed: none of them belongs to this answer.
         res.headers().clear();
-        answers.send(req, res, failure.status, message);
+        res.header(RequestIds.HEADER, exchange.requestId());
+        refuse(req, res, exchange, failure.status, failure.label(), message);
     }
 
     private static int headerBytes(ServerRequestHeaders headers) {
@@ -278,7 +321,7 @@ public final class ProxyHandler implements Handler, AutoCloseable {
         return slash < 0 ? "/" : rawPath.substring(slash);
     }
 
-    private List<String[]> forwardHeaders(ServerRequest req) {
+    private List<String[]> forwardHeaders(ServerRequest req, Exchange exchange) {
         ServerRequestHeaders in = req.headers();
         HopByHop hop = HopByHop.of(in);
         List<String[]> out = new ArrayList<>(in.size() + 3);
@@ -287,13 +330,14 @@ public final class ProxyHandler implements Handler, AutoCloseable {
             if (hop.contains(header) || name.equals(HeaderNames.CONTENT_LENGTH) || name.equals(HeaderNames.EXPECT)
                     || name.equals(SECRET_HEADER) || name.equals(HTTP10_MARKER)
                     || name.equals(HeaderNames.X_FORWARDED_FOR) || name.equals(HeaderNames.X_FORWARDED_PROTO)
-                    || name.equals(HeaderNames.X_FORWARDED_HOST)) {
+                    || name.equals(HeaderNames.X_FORWARDED_HOST) || name.equals(RequestIds.HEADER)) {
                 continue;
             }
             for (String value : header.allValues()) {
                 out.add(new String[] {header.name(), value});
             }
         }
+        out.add(new String[] {RequestIds.HEADER.defaultCase(), exchange.requestId()});
         out.add(new String[] {"X-Forwarded-For", forwardedFor(req)});
         out.add(new String[] {"X-Forwarded-Proto", req.isSecure() ? "https" : "http"});
         in.first(HeaderNames.HOST).ifPresent(host -> out.add(new String[] {"X-Forwarded-Host", host}));
@@ -303,19 +347,19 @@ public final class ProxyHandler implements Handler, AutoCloseable {
         return out;
     }
 
-    /** Status and end-to-end headers of the worker's answer; nothing is sent yet. */
+    /** Status and end-to-end headers of the worker's answer (its request id is valve's); nothing is sent yet. */
     private static void copyHeaders(UpstreamConnection.Response answer, ServerResponse res) {
         res.status(Status.create(answer.status(), answer.reason()));
         HopByHop hop = HopByHop.of(answer.headers());
         for (String[] header : answer.headers()) {
-            if (!hop.contains(header[0])) {
+            if (!hop.contains(header[0]) && !RequestIds.HEADER.lowerCase().equalsIgnoreCase(header[0])) {
                 res.headers().add(HeaderValues.create(header[0], header[1]));
             }
         }
     }
 
-    private void relay(UpstreamCall call, UpstreamConnection.Response answer, ServerResponse res, ServerRequest req)
-            throws IOException {
+    private void relay(UpstreamCall call, UpstreamConnection.Response answer, ServerResponse res, ServerRequest req,
+                       Exchange exchange) throws IOException {
         ClientConnection client = ClientConnection.current();
         boolean http10 = req.headers().contains(HTTP10_MARKER);
         if (http10 && req.headers().containsToken(HeaderValues.CONNECTION_KEEP_ALIVE)) {
@@ -330,12 +374,12 @@ public final class ProxyHandler implements Handler, AutoCloseable {
         }
         long length = answer.contentLength();
         if (length >= 0 && length <= SMALL_RESPONSE) {
-            sendWhole(call, answer, req, res);
+            sendWhole(call, answer, req, res, exchange);
             return;
         }
         if (length > 0 && length <= settings.memoryBuffer() && memory.reserve(length)) {
             try {
-                sendWhole(call, answer, req, res);
+                sendWhole(call, answer, req, res, exchange);
             } finally {
                 memory.release(length);
             }
@@ -356,6 +400,7 @@ public final class ProxyHandler implements Handler, AutoCloseable {
             try (OutputStream out = res.outputStream()) {
                 spool.transferTo(out);
             }
+            exchange.sentBody(spool.size());
         } catch (IOException | UncheckedIOException e) {
             // Headers are out (or the worker broke off), so no error status can follow: dropping
             // the connection is the only honest way to say the body is incomplete. A client that
@@ -371,7 +416,8 @@ public final class ProxyHandler implements Handler, AutoCloseable {
      * in one write; a longer one goes out from the array as it is, but for a first slice that
      * Helidon copies next to the head.
      */
-    private void sendWhole(UpstreamCall call, UpstreamConnection.Response answer, ServerRequest req, ServerResponse res) {
+    private void sendWhole(UpstreamCall call, UpstreamConnection.Response answer, ServerRequest req, ServerResponse res,
+                           Exchange exchange) {
         int length = (int) answer.contentLength();
         byte[] body = new byte[length];
         try {
@@ -381,12 +427,13 @@ public final class ProxyHandler implements Handler, AutoCloseable {
             }
         } catch (IOException e) {
             // Nothing has reached the client yet, so it can still be told what happened.
-            call.fail();
-            failUpstream(req, res, call,
+            call.fail(e);
+            failUpstream(req, res, exchange, call,
                     e instanceof SocketTimeoutException ? Failure.UPSTREAM_TIMEOUT : Failure.UPSTREAM_BROKE_OFF, e);
             return;
         }
         call.complete();
+        exchange.sentBody(length);
         if (length <= SMALL_RESPONSE) {
             res.send(body);
             return;
@@ -410,6 +457,7 @@ public final class ProxyHandler implements Handler, AutoCloseable {
             spool.finish();
             call.complete();
         } catch (Throwable e) {
+            call.fail(e);
             spool.fail(e instanceof IOException io ? io : new IOException(e));
             log.add("valve", call.upstreamName() + " broke off its response: " + e);
         } finally {
@@ -419,12 +467,15 @@ public final class ProxyHandler implements Handler, AutoCloseable {
 
     /** The client's own chain, if any, with the address we actually saw appended. */
     private static String forwardedFor(ServerRequest req) {
-        SocketAddress peer = req.remotePeer().address();
-        String client = peer instanceof InetSocketAddress inet
-                ? inet.getAddress().getHostAddress()
-                : String.valueOf(peer);
+        String client = peerAddress(req);
         return req.headers().first(HeaderNames.X_FORWARDED_FOR)
                 .map(previous -> previous + ", " + client)
                 .orElse(client);
+    }
+
+    /** The address the connection actually came from. */
+    private static String peerAddress(ServerRequest req) {
+        SocketAddress peer = req.remotePeer().address();
+        return peer instanceof InetSocketAddress inet ? inet.getAddress().getHostAddress() : String.valueOf(peer);
     }
 }

@@ -6,6 +6,7 @@ import java.time.Duration;
 import java.util.List;
 import java.util.concurrent.atomic.AtomicBoolean;
 
+import dev.valve.pool.ExitReason;
 import dev.valve.pool.Lease;
 import dev.valve.pool.ManagedProcess;
 
@@ -69,7 +70,7 @@ final class UpstreamCall implements AutoCloseable {
                     readTimeout, true);
             return exchange(method, target, headers, body, headRequest);
         } catch (IOException e) {
-            fail();
+            fail(e);
             throw new FailedException(classify(e), e);
         }
     }
@@ -107,12 +108,17 @@ final class UpstreamCall implements AutoCloseable {
 
     /** The client is gone: the upstream is sound, but the rest of this response is unwanted. */
     void abandon() {
-        end(false);
+        end(null);
     }
 
-    /** The upstream failed, or its state is unknown: it is stopped and replaced. */
+    /** The upstream's state is unknown: it is stopped and replaced. */
     void fail() {
-        end(true);
+        end(ExitReason.FAILED_REQUEST);
+    }
+
+    /** The upstream failed with {@code cause}: it is stopped and replaced. */
+    void fail(Throwable cause) {
+        end(cause instanceof SocketTimeoutException ? ExitReason.TIMEOUT_KILL : ExitReason.FAILED_REQUEST);
     }
 
     /** Ends the call as failed unless it already ended. */
@@ -121,7 +127,8 @@ final class UpstreamCall implements AutoCloseable {
         fail();
     }
 
-    private void end(boolean discard) {
+    /** @param discard why the upstream must go, or null when it is sound */
+    private void end(ExitReason discard) {
         if (!ended.compareAndSet(false, true)) {
             return;
         }
@@ -130,8 +137,8 @@ final class UpstreamCall implements AutoCloseable {
                 KeptConnections.closeQuietly(connection);
             }
         } finally {
-            if (discard) {
-                lease.discard();
+            if (discard != null) {
+                lease.discard(discard);
             } else {
                 lease.release();
             }

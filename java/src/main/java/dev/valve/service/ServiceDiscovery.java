@@ -62,6 +62,8 @@ public final class ServiceDiscovery implements AutoCloseable {
     /** Touched only on the timer thread. */
     private final Map<InetAddress, List<RemoteUpstream>> pods = new HashMap<>();
     private final Set<InetAddress> suspects = ConcurrentHashMap.newKeySet();
+    /** {@code pods.size()}, for readers on other threads. */
+    private volatile int serving;
     private volatile boolean closed;
 
     public ServiceDiscovery(Settings settings, WorkerPool pool, LogSink log) {
@@ -128,12 +130,14 @@ public final class ServiceDiscovery implements AutoCloseable {
             pool.admit(upstream, () -> failed(upstream));
         }
         pods.put(address, slots);
+        serving = pods.size();
         log.add("valve", "pod " + address.getHostAddress() + ":" + settings.port() + " joined ("
                 + settings.perPod() + " request(s) at a time)");
     }
 
     private void retire(InetAddress address) {
         List<RemoteUpstream> slots = pods.remove(address);
+        serving = pods.size();
         if (slots != null) {
             slots.forEach(pool::retire);
         }
@@ -149,6 +153,16 @@ public final class ServiceDiscovery implements AutoCloseable {
             retire(upstream.address());
             resolve();
         });
+    }
+
+    /** Pods taking requests now. */
+    public int servingPods() {
+        return serving;
+    }
+
+    /** Pods out after a failed request, until they answer again. */
+    public int suspectPods() {
+        return suspects.size();
     }
 
     @Override
