@@ -368,6 +368,8 @@ try_start <- function(name, start) tryCatch(start(), error = function(e) {
 valve <- try_start("valve", function() start_valve(n_workers, n_workers))
 valve_pid <- if (!is.null(valve)) valve$process$get_pid() else NA_integer_
 rss_valve_start <- rss_mib(valve_pid)
+# The same valve without its access log, for what the log costs (measured on /fast c=8 only).
+quiet <- try_start("valve, access_log = FALSE", function() start_valve(n_workers, n_workers, "access_log=FALSE"))
 cli <- try_start("valve-cli", function() start_valve_cli(n_workers))
 cli_pid <- if (!is.null(cli)) cli$process$get_pid() else NA_integer_
 rss_cli_start <- rss_mib(cli_pid)
@@ -390,6 +392,7 @@ setups <- list(
 )
 setups <- setups[!vapply(setups, is.null, logical(1))]
 if (!length(setups)) stop("no setup started: ", paste(failures, collapse = "; "))
+quiet_setup <- setup("valve, access_log = FALSE", quiet, only(quiet$process$get_pid()), children_of(quiet$process$get_pid()))
 reference <- list(
   alone = list(name = "plumber alone", process = alone$process, port = alone$port,
                front = function(table) integer(), workers = only(alone$process$get_pid())),
@@ -403,8 +406,8 @@ for (s in names(setups)) {
 
 # Warm-up: every request shape, so the JVMs have compiled their hot paths before anything counts.
 log_line("warming up")
-for (s in c(setups, reference["alone"])) {
-  long <- s$name %in% c("valve", "valve-cli")
+for (s in c(setups, reference["alone"], if (!is.null(quiet_setup)) list(quiet_setup))) {
+  long <- s$name %in% c("valve", "valve-cli", quiet_setup$name)
   wrk(s$port, "/fast", 8, duration = if (long) 3 else 1)
   wrk(s$port, "/echo", 4, script = file.path(bench_dir, "post.lua"), duration = if (long) 2 else 1)
   wrk(s$port, "/bytes?n=1000000", 4, duration = if (long) 2 else 1)
@@ -426,7 +429,12 @@ for (round in seq_len(rounds)) {
   orders[round] <- paste(order, collapse = ", ")
   log_line("round %d of %d: %s", round, rounds, orders[round])
   for (scenario in scenarios) {
+    # The access log's cost: valve without it, just before the setups in even rounds and just
+    # after them in odd ones.
+    log_cost <- scenario$name == "/fast c=8" && !is.null(quiet_setup)
+    if (log_cost && round %% 2 == 0) record(round, 0, scenario, quiet_setup$name, measure(scenario, quiet_setup))
     for (i in seq_along(order)) record(round, i, scenario, order[[i]], measure(scenario, setups[[order[[i]]]]))
+    if (log_cost && round %% 2 == 1) record(round, length(order) + 1, scenario, quiet_setup$name, measure(scenario, quiet_setup))
     # The floor for one request through any proxy, in the same round: a fresh connection straight to one worker.
     if (scenario$name == "/fast c=1") {
       record(round, length(order) + 1, scenario, "worker direct", measure(scenario, reference$direct, headers = "Connection: close"))
@@ -476,7 +484,7 @@ fmt <- function(x, digits = 1) ifelse(is.na(x), "n/a", formatC(x, format = "f", 
 med <- function(x) if (all(is.na(x))) NA_real_ else stats::median(x, na.rm = TRUE)
 rng <- function(x, digits = 2) if (all(is.na(x))) "n/a" else sprintf("%s to %s", fmt(min(x, na.rm = TRUE), digits), fmt(max(x, na.rm = TRUE), digits))
 scenario_names <- vapply(scenarios, `[[`, character(1), "name")
-setup_names <- c("valve", "haproxy", "nginx", "valve-cli")
+setup_names <- c("valve", "haproxy", "nginx", "valve-cli", "valve, access_log = FALSE")
 value <- function(scenario, setup, round, column) {
   x <- results[results$scenario == scenario & results$setup == setup & results$round == round, column]
   if (length(x)) x[[1]] else NA_real_
@@ -559,6 +567,8 @@ report <- c(
   "",
   "## Ratios (req/s, and p99 latency: lower is better), median (min to max) over rounds", "", ratio_lines, "",
   "Mixed: /fast at 8 connections while 2 connections request /sleep?ms=500; its req/s and p99 are /fast's.", "",
+  sprintf("What the access log costs, /fast c=8: valve (access log on, its default) / the same valve with `access_log = FALSE`: %s req/s, %s front CPU per request (median (min to max) over rounds; the one without it measured just before valve in even rounds and just after the setups in odd ones). Metrics are always recorded, in both.",
+          ratio_cell(ratios("/fast c=8", "valve", "valve, access_log = FALSE")), ratio_cell(ratios("/fast c=8", "valve", "valve, access_log = FALSE", "front_ms"))), "",
   "## Latency at one connection (/fast, c=1)", "", latency_lines, "",
   "## Medians over rounds, with CPU per request", "",
   "CPU per request: utime + stime from /proc/<pid>/stat (all threads; clock ticks of 1/CLK_TCK s) read right before and right after each wrk run,",
