@@ -34,6 +34,8 @@ public final class LogSink {
     /** Lines for the echo's writer; null without an echo. */
     private final BlockingQueue<String> echoQueue;
     private final AtomicLong echoDropped = new AtomicLong();
+    /** The most lines one write of the echo carries. */
+    private static final int ECHO_BATCH = 256;
     /** Lines queued for the echo and lines it wrote, so {@link #flush} knows when it is done. */
     private final AtomicLong echoQueued = new AtomicLong();
     private final AtomicLong echoWritten = new AtomicLong();
@@ -76,16 +78,29 @@ public final class LogSink {
         }
     }
 
+    /**
+     * Writes what has queued up in one go: under load (an access line per request) one write and
+     * one wake-up serve many lines rather than one each.
+     */
     private void writeEcho(PrintStream echo) {
+        List<String> batch = new ArrayList<>(ECHO_BATCH);
+        StringBuilder text = new StringBuilder();
         try {
             while (true) {
-                String line = echoQueue.take();
+                batch.add(echoQueue.take());
+                echoQueue.drainTo(batch, ECHO_BATCH - 1);
                 long lost = echoDropped.getAndSet(0);
                 if (lost > 0) {
-                    echo.println("[valve] " + lost + " log lines were not written: this stream did not keep up");
+                    text.append("[valve] ").append(lost).append(" log lines were not written: this stream did not keep up\n");
                 }
-                echo.println(line);
-                echoWritten.incrementAndGet();
+                for (String line : batch) {
+                    text.append(line).append('\n');
+                }
+                echo.print(text);
+                echo.flush();
+                echoWritten.addAndGet(batch.size());
+                batch.clear();
+                text.setLength(0);
             }
         } catch (InterruptedException e) {
             // Never interrupted by valve; a daemon thread ends with the JVM.
