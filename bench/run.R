@@ -388,11 +388,13 @@ setups <- list(
   valve = setup("valve", valve, only(valve_pid), children_of(valve_pid)),
   haproxy = setup("haproxy", haproxy, self_and_children(haproxy$process$get_pid()), only(worker_pids)),
   nginx = setup("nginx", nginx, self_and_children(nginx$process$get_pid()), only(worker_pids)),
-  `valve-cli` = setup("valve-cli", cli, only(cli_pid), children_of(cli_pid))
+  `valve-cli` = setup("valve-cli", cli, only(cli_pid), children_of(cli_pid)),
+  # Measured like the others, so that its JIT is as warm as valve's when the two are compared.
+  `valve, access_log = FALSE` = setup("valve, access_log = FALSE", quiet, only(quiet$process$get_pid()),
+                                      children_of(quiet$process$get_pid()))
 )
 setups <- setups[!vapply(setups, is.null, logical(1))]
 if (!length(setups)) stop("no setup started: ", paste(failures, collapse = "; "))
-quiet_setup <- setup("valve, access_log = FALSE", quiet, only(quiet$process$get_pid()), children_of(quiet$process$get_pid()))
 reference <- list(
   alone = list(name = "plumber alone", process = alone$process, port = alone$port,
                front = function(table) integer(), workers = only(alone$process$get_pid())),
@@ -408,8 +410,8 @@ for (s in names(setups)) {
 # C2 compiles a method after some 10,000 calls: the engines get 12 s of /fast (without it, their
 # first round measured 0.4-0.6 ms of CPU per request, half of it the compiler's).
 log_line("warming up")
-for (s in c(setups, reference["alone"], if (!is.null(quiet_setup)) list(quiet_setup))) {
-  long <- s$name %in% c("valve", "valve-cli", quiet_setup$name)
+for (s in c(setups, reference["alone"])) {
+  long <- s$name %in% c("valve", "valve-cli", "valve, access_log = FALSE")
   wrk(s$port, "/fast", 8, duration = if (long) 12 else 1)
   wrk(s$port, "/echo", 4, script = file.path(bench_dir, "post.lua"), duration = if (long) 3 else 1)
   wrk(s$port, "/bytes?n=1000000", 4, duration = if (long) 3 else 1)
@@ -431,12 +433,7 @@ for (round in seq_len(rounds)) {
   orders[round] <- paste(order, collapse = ", ")
   log_line("round %d of %d: %s", round, rounds, orders[round])
   for (scenario in scenarios) {
-    # The access log's cost: valve without it, just before the setups in even rounds and just
-    # after them in odd ones.
-    log_cost <- scenario$name == "/fast c=8" && !is.null(quiet_setup)
-    if (log_cost && round %% 2 == 0) record(round, 0, scenario, quiet_setup$name, measure(scenario, quiet_setup))
     for (i in seq_along(order)) record(round, i, scenario, order[[i]], measure(scenario, setups[[order[[i]]]]))
-    if (log_cost && round %% 2 == 1) record(round, length(order) + 1, scenario, quiet_setup$name, measure(scenario, quiet_setup))
     # The floor for one request through any proxy, in the same round: a fresh connection straight to one worker.
     if (scenario$name == "/fast c=1") {
       record(round, length(order) + 1, scenario, "worker direct", measure(scenario, reference$direct, headers = "Connection: close"))
@@ -562,14 +559,15 @@ report <- c(
   "Setups: **valve** (`valve_start()` in an R process, engine in rJava's JVM, `n_min = n_max = workers`);",
   "**valve-cli** (the same engine as `inst/bin/valve -f api.R --n-min N -n N`, i.e. `java -jar valve-engine.jar`, as in a container);",
   "**haproxy** (leastconn, `maxconn 1` per worker, queue in HAProxy, no upstream keep-alive);",
-  "**nginx** (least_conn, no upstream keep-alive). HAProxy and nginx share one set of plumber workers; valve and valve-cli each run their own.",
+  "**nginx** (least_conn, no upstream keep-alive); **valve, access_log = FALSE** (valve as above without its access log, for what the log costs).",
+  "HAProxy and nginx share one set of plumber workers; each valve setup runs its own.",
   "Every setup is started once and kept; in each round every scenario is measured for each setup back to back,",
   sprintf("the setups' order rotated by one per round (%s).", paste(sprintf("round %d: %s", seq_len(rounds), orders), collapse = "; ")),
   "A ratio is computed within a round (setups measured seconds apart) and the table gives its median over rounds, with the min to max in parentheses.",
   "",
   "## Ratios (req/s, and p99 latency: lower is better), median (min to max) over rounds", "", ratio_lines, "",
   "Mixed: /fast at 8 connections while 2 connections request /sleep?ms=500; its req/s and p99 are /fast's.", "",
-  sprintf("What the access log costs, /fast c=8: valve (access log on, its default) / the same valve with `access_log = FALSE`: %s req/s, %s front CPU per request (median (min to max) over rounds; the one without it measured just before valve in even rounds and just after the setups in odd ones). Metrics are always recorded, in both.",
+  sprintf("What the access log costs, /fast c=8: valve (access log on, its default) / the same valve with `access_log = FALSE` (a fifth setup, measured in every scenario like the others): %s req/s, %s front CPU per request (median (min to max) over rounds). Metrics are always recorded, in both.",
           ratio_cell(ratios("/fast c=8", "valve", "valve, access_log = FALSE")), ratio_cell(ratios("/fast c=8", "valve", "valve, access_log = FALSE", "front_ms"))), "",
   "## Latency at one connection (/fast, c=1)", "", latency_lines, "",
   "## Medians over rounds, with CPU per request", "",
