@@ -15,6 +15,7 @@ import java.util.List;
 import java.util.Set;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.TimeUnit;
 import java.util.function.Consumer;
 import java.util.concurrent.locks.ReentrantLock;
 
@@ -38,6 +39,8 @@ public final class ProcessLauncher implements UpstreamLauncher {
     private static final int PORT_ATTEMPTS = 3;
     private static final Duration TERMINATE_GRACE = Duration.ofSeconds(2);
     private static final Duration READER_JOIN = Duration.ofSeconds(1);
+    /** How long an exited worker may take to be reaped, so that its exit status can be read. */
+    private static final Duration REAP_WAIT = Duration.ofSeconds(1);
     private static final Path SETSID = Path.of("/usr/bin/setsid");
 
     /**
@@ -106,6 +109,11 @@ public final class ProcessLauncher implements UpstreamLauncher {
                     log.add("valve", name + " ready in " + millis + " ms (pid " + process.pid()
                             + ", port " + port + ")");
                     return new ProcessUpstream(name, process.toHandle(), port);
+                }
+                if (!process.toHandle().isAlive()) {
+                    // The handle sees the exit before Process has reaped it; until then Process
+                    // says alive and has no status: wait for it, briefly (a platform thread).
+                    process.waitFor(REAP_WAIT.toMillis(), TimeUnit.MILLISECONDS);
                 }
                 if (!process.isAlive() && process.exitValue() == WorkerProtocol.EXIT_PORT_IN_USE
                         && attempt < PORT_ATTEMPTS) {
