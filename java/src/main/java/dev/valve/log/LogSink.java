@@ -26,6 +26,8 @@ import java.util.concurrent.locks.ReentrantLock;
  */
 public final class LogSink {
     private static final DateTimeFormatter TIME = DateTimeFormatter.ofPattern("HH:mm:ss.SSS");
+    /** The most lines one write of the echo carries. */
+    private static final int ECHO_BATCH = 256;
 
     private final int capacity;
     private final ReentrantLock lock = new ReentrantLock();
@@ -34,8 +36,6 @@ public final class LogSink {
     /** Lines for the echo's writer; null without an echo. */
     private final BlockingQueue<String> echoQueue;
     private final AtomicLong echoDropped = new AtomicLong();
-    /** The most lines one write of the echo carries. */
-    private static final int ECHO_BATCH = 256;
     /** Lines queued for the echo and lines it wrote, so {@link #flush} knows when it is done. */
     private final AtomicLong echoQueued = new AtomicLong();
     private final AtomicLong echoWritten = new AtomicLong();
