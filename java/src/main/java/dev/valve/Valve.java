@@ -88,7 +88,7 @@ public final class Valve implements AutoCloseable {
         this.spoolDirectory = spoolDirectory;
         this.observer = observer;
         this.stopped = stopped;
-        this.idleHeap = new IdleHeap(() -> requestsServed(pool), () -> {
+        this.idleHeap = new IdleHeap(observer::finished, () -> {
             PoolStatus now = pool.status();
             return now.busy() == 0 && now.queued() == 0;
         }, System::gc).start();
@@ -256,14 +256,6 @@ public final class Valve implements AutoCloseable {
         StatusReport.Engine engine = new StatusReport.Engine(isRunning() ? "running" : "stopped", url, adminUrl,
                 config.nMin(), config.nMax(), config.upstream(), stopped.get());
         return StatusReport.of(engine, pool.status(), observer);
-    }
-
-    private static long requestsServed(WorkerPool pool) {
-        long total = 0;
-        for (PoolStatus.UpstreamStatus upstream : pool.status().upstreams()) {
-            total += upstream.requests();
-        }
-        return total;
     }
 
     private void watchSources() throws ValveException {

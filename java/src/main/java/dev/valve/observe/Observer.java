@@ -74,6 +74,11 @@ public final class Observer {
         return metrics.errorsByReason();
     }
 
+    /** Requests recorded so far. */
+    public long finished() {
+        return finished.get();
+    }
+
     /** The last requests recorded, newest first. */
     List<Exchange> recent() {
         long count = finished.get();
