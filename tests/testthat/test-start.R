@@ -49,6 +49,21 @@ test_that("valve_start() starts the JVM with valve's flags when the user chose n
   expect_true(all(valve:::valve_java_parameters() %in% args))
 })
 
+test_that("valve answers calls made from deep in R's stack", {
+  skip_if_no_engine()
+  # With rJava's default -Xss2m the JVM took R's main thread stack to end 2 MiB down, and this
+  # call failed with StackOverflowError.
+  out <- fresh_r(paste(
+    "library(valve)",
+    sprintf("server <- valve_start(%s, port = 0, n_min = 1, n_max = 1)", deparse(normalizePath(test_api()))),
+    "deep <- function(n) if (n == 0) nrow(valve_workers(server)) else deep(n - 1)",
+    "cat('workers:', deep(500), '\\n')",
+    "valve_stop(server, grace = 0)",
+    sep = "\n"
+  ))
+  expect_true("workers: 1" %in% out)
+})
+
 test_that("rJava's own default java.parameters count as no choice", {
   skip_if_no_engine()
   # Loading rJava first sets the option to rJava's default, which the user did not choose.
