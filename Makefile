@@ -24,7 +24,8 @@ TARBALL := valve_$(VERSION).tar.gz
 APT_PACKAGES := r-base-core r-cran-rjava r-cran-plumber r-cran-testthat \
   r-cran-cli r-cran-rlang r-cran-jsonlite r-cran-later r-cran-curl r-cran-processx \
   r-cran-withr r-cran-roxygen2 maven openjdk-17-jre-headless util-linux procps curl \
-  iproute2 dnsmasq-base r-cran-yaml nginx-light apache2-utils prometheus chromium
+  iproute2 dnsmasq-base r-cran-yaml nginx-light apache2-utils prometheus chromium \
+  r-cran-shiny python3-websockets
 
 JAVA_SOURCES := $(shell find java/src/main -type f) java/pom.xml
 R_SOURCES := $(wildcard R/*.R) DESCRIPTION
