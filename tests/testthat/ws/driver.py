@@ -147,7 +147,7 @@ async def run(command):
 def main():
     loop = asyncio.new_event_loop()
     threading.Thread(target=loop.run_forever, daemon=True).start()
-    for line in sys.stdin:
+    for line in sys.stdin.buffer:
         if not line.strip():
             continue
         answer = asyncio.run_coroutine_threadsafe(run(json.loads(line)), loop).result()
