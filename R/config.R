@@ -4,8 +4,8 @@
 valve_config <- function(source, host, port, n_min, n_max, check_unused, max_age,
                          queue_max, queue_timeout, request_timeout, startup_timeout,
                          max_body_size, client_timeout, max_requests, max_requests_jitter,
-                         max_worker_memory, watch, preload, admin_port, access_log, run_args,
-                         call = rlang::caller_env()) {
+                         max_worker_memory, watch, preload, admin_port, access_log, max_sessions,
+                         run_args, call = rlang::caller_env()) {
   check_host(host, call = call)
   check_whole(port, "port", min = 0, max = 65535, call = call)
   check_whole(n_min, "n_min", min = 0, call = call)
@@ -41,6 +41,7 @@ valve_config <- function(source, host, port, n_min, n_max, check_unused, max_age
     }
   }
   check_flag(access_log, "access_log", call = call)
+  check_whole(max_sessions, "max_sessions", min = 1, max = .Machine$integer.max, call = call)
   check_run_args(run_args, call = call)
 
   engine <- list(
@@ -62,7 +63,8 @@ valve_config <- function(source, host, port, n_min, n_max, check_unused, max_age
     watch = watch,
     preload = preload,
     admin_port = if (!is.null(admin_port)) as.integer(admin_port),
-    access_log = access_log
+    access_log = access_log,
+    max_sessions = as.integer(max_sessions)
   )
   if (source$mode == "service") {
     c(engine, list(upstream = source$upstream, per_pod = source$per_pod, resolve_interval = source$resolve_interval))
@@ -74,7 +76,7 @@ valve_config <- function(source, host, port, n_min, n_max, check_unused, max_age
 # Where requests go: local workers running a plumber file, a directory or a function, or the
 # pods behind a service name. Exactly one.
 api_source <- function(plumber_file, file_given, dir, api, upstream, per_pod, resolve_interval,
-                       call = rlang::caller_env()) {
+                       type = "auto", call = rlang::caller_env()) {
   given <- c(plumber_file = file_given, dir = !is.null(dir), api = !is.null(api), upstream = !is.null(upstream))
   if (sum(given) > 1) {
     valve_abort(
@@ -97,7 +99,17 @@ api_source <- function(plumber_file, file_given, dir, api, upstream, per_pod, re
                 resolve_interval = as.double(resolve_interval)))
   }
   if (!is.null(dir)) {
-    return(list(mode = "dir", dir = check_api_dir(dir, call = call)))
+    dir <- check_api_dir(dir, type, call = call)
+    # "auto" leaves the choice to the engine (dev.valve.worker.WorkerSpec), which makes it for
+    # the command line too; the check above only refuses a directory that holds neither.
+    return(list(mode = if (type == "shiny") "shiny" else "dir", dir = dir))
+  }
+  if (type != "auto") {
+    valve_abort(
+      c("{.arg type} says what {.arg dir} holds, and no {.arg dir} was given.",
+        i = "Serve a Shiny app with {.code valve_run(dir = \"app\")}."),
+      kind = "argument", call = call
+    )
   }
   if (!is.null(api)) {
     if (!is.function(api)) {
@@ -112,7 +124,7 @@ api_source <- function(plumber_file, file_given, dir, api, upstream, per_pod, re
   list(mode = "file", file = check_plumber_file(plumber_file, call = call))
 }
 
-check_api_dir <- function(dir, call) {
+check_api_dir <- function(dir, type, call) {
   if (!is.character(dir) || length(dir) != 1 || is.na(dir)) {
     valve_abort(
       "{.arg dir} must be the path of an existing directory, not {not_value(dir)}.",
@@ -126,11 +138,20 @@ check_api_dir <- function(dir, call) {
       kind = "argument", call = call
     )
   }
-  found <- list.files(dir, "^(entrypoint|plumber)\\.r$", ignore.case = TRUE)
-  if (length(found) == 0) {
+  has <- function(file) file.exists(file.path(dir, file))
+  plumber <- has("entrypoint.R") || has("plumber.R")
+  shiny <- has("app.R") || (has("ui.R") && has("server.R"))
+  if (type == "plumber" && !plumber || type == "auto" && !plumber && !shiny) {
     valve_abort(
-      c("{.arg dir} {.path {dir}} has neither an {.file entrypoint.R} nor a {.file plumber.R}.",
+      c("{.arg dir} {.path {dir}} has neither an {.file entrypoint.R} nor a {.file plumber.R}{if (type == 'auto') ', nor a Shiny app' else ''}.",
         i = "Add one, or pass a file with {.arg plumber_file}."),
+      kind = "argument", call = call
+    )
+  }
+  if (type == "shiny" && !shiny) {
+    valve_abort(
+      c("{.arg dir} {.path {dir}} is not a Shiny app: it has neither an {.file app.R} nor a {.file ui.R} and a {.file server.R}.",
+        i = "Or serve it as what it is with {.code type = \"auto\"}."),
       kind = "argument", call = call
     )
   }
@@ -152,7 +173,8 @@ worker_spec <- function(source, run_args) {
     mode = source$mode,
     path = switch(source$mode,
       file = source$file,
-      dir = source$dir,
+      dir = ,
+      shiny = source$dir,
       api = save_rds(source$api, "valve-api-")
     ),
     rscript = file.path(R.home("bin"), "Rscript"),

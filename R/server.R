@@ -65,6 +65,18 @@
 #'   environment variables `VALVE_PORT`, `FAUCET_PORT` and `PLUMBER_PORT` and in
 #'   `options(plumber.port)`: the script may start the server itself on that port (Faucet's
 #'   convention) or return a router, which valve then runs. Otherwise its `plumber.R` is used.
+#'   A directory with neither but with an `app.R` (or a `ui.R` and a `server.R`) is a Shiny
+#'   app: see `type`.
+#' @param type What `dir` holds: `"auto"` decides from its files (plumber's win), `"plumber"`
+#'   insists on a plumber API, `"shiny"` on a Shiny app. A Shiny app's workers each run
+#'   [shiny::runApp()] and serve many sessions: a new session goes to the worker with the fewest,
+#'   a cookie keeps all of a session's requests and its WebSocket on that worker, and a worker
+#'   takes at most `max_sessions`. More sessions start more workers, up to `n_max`; beyond that
+#'   new sessions wait in the queue (`queue_max`, `queue_timeout`). A worker without a session
+#'   for `max_age` seconds stops, down to `n_min`. When a session's worker dies, its browser
+#'   reconnects and the session is placed on a live worker (a new Shiny session: inputs are sent
+#'   again, server-side state is not kept). See "Shiny apps" in the README.
+#' @param max_sessions Shiny apps: sessions (browser tabs) one worker serves at most.
 #' @param api Instead of `plumber_file`: a function that builds and returns a plumber router,
 #'   such as `function() plumber::pr() |> plumber::pr_get("/", function() "hi")`. Each worker
 #'   calls it. It runs in a fresh R process, so it must load what it needs itself.
@@ -111,14 +123,15 @@ valve_start <- function(plumber_file = "plumber.R", host = "127.0.0.1", port = 3
                         client_timeout = 30, dir = NULL, api = NULL, upstream = NULL,
                         per_pod = 1, resolve_interval = 5, max_requests = 0, max_requests_jitter = 0,
                         max_worker_memory = 0, watch = FALSE, preload = FALSE, admin_port = NULL,
-                        access_log = TRUE, ...) {
+                        access_log = TRUE, type = c("auto", "plumber", "shiny"), max_sessions = 20, ...) {
   # valve_run() forwards its arguments here: errors then name valve_run(), the function the
   # user called.
   if (identical(rlang::caller_fn(), valve_run)) rlang::local_error_call(rlang::caller_env())
   call <- rlang::current_env()
+  type <- rlang::arg_match(type, error_call = call)
   source <- api_source(plumber_file, file_given = !missing(plumber_file), dir = dir, api = api,
                        upstream = upstream, per_pod = per_pod, resolve_interval = resolve_interval,
-                       call = call)
+                       type = type, call = call)
   config <- valve_config(
     source = source, host = host, port = port, n_min = n_min, n_max = n_max,
     check_unused = check_unused, max_age = max_age, queue_max = queue_max,
@@ -127,7 +140,7 @@ valve_start <- function(plumber_file = "plumber.R", host = "127.0.0.1", port = 3
     client_timeout = client_timeout, max_requests = max_requests,
     max_requests_jitter = max_requests_jitter, max_worker_memory = max_worker_memory,
     watch = watch, preload = preload, admin_port = admin_port, access_log = access_log,
-    run_args = list(...), call = call
+    max_sessions = max_sessions, run_args = list(...), call = call
   )
   new_valve_server(engine_start(config, call = call), call = call)
 }
@@ -273,8 +286,10 @@ valve_logs <- function(server) {
 #'
 #' @inheritParams valve_stop
 #' @return A data frame with one row per ready worker: `name`, `pid`, `port`, `busy`,
-#'   `requests` (answered or in flight) and `max_in_flight` (the most requests it ever had at
-#'   once, which valve keeps at 1).
+#'   `requests` (answered or in flight), `max_in_flight` (the most requests it ever had at
+#'   once, which valve keeps at 1; a Shiny app's requests share their session's worker and do
+#'   not count here) and `sessions` (open WebSocket connections: for a Shiny app, its live
+#'   sessions).
 #' @export
 valve_workers <- function(server) {
   check_server(server)
@@ -282,13 +297,14 @@ valve_workers <- function(server) {
   if (length(workers) == 0) {
     return(data.frame(
       name = character(), pid = integer(), port = integer(), busy = logical(),
-      requests = numeric(), max_in_flight = integer()
+      requests = numeric(), max_in_flight = integer(), sessions = integer()
     ))
   }
   data.frame(
     name = workers$name, pid = as.integer(workers$pid), port = as.integer(workers$port),
     busy = workers$busy, requests = workers$requests,
-    max_in_flight = as.integer(workers$max_in_flight)
+    max_in_flight = as.integer(workers$max_in_flight),
+    sessions = as.integer(workers$sessions)
   )
 }
 

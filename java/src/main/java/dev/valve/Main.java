@@ -68,7 +68,10 @@ public final class Main {
             Option.engine("host", "-h", "address to listen on (0.0.0.0: every interface)"),
             Option.engine("port", "-p", "port to listen on (also read from PORT)"),
             new Option("file", "-f", "VALVE_FILE", "plumber.R", "plumber file each worker runs"),
-            new Option("dir", null, "VALVE_DIR", null, "directory with entrypoint.R or plumber.R (instead of --file)"),
+            new Option("dir", null, "VALVE_DIR", null, "directory with entrypoint.R or plumber.R, or a Shiny app "
+                    + "(app.R, or ui.R and server.R), instead of --file"),
+            new Option("type", null, "VALVE_TYPE", "auto", "what --dir holds: auto (plumber files win), plumber or shiny"),
+            Option.engine("max-sessions", null, "Shiny: most sessions per worker (then another worker starts)"),
             new Option("service-url", null, "VALVE_SERVICE_URL", null,
                     "http://name:port of a headless service: its pods are the workers (instead of --file)"),
             Option.engine("per-pod", null, "requests one pod may have in flight at once"),
@@ -268,15 +271,28 @@ public final class Main {
         boolean accessLog = bool(values, "access-log");
         String serviceUrl = values.get("service-url");
         WorkerSpec worker = null;
+        Integer maxSessions = integer(values, "max-sessions");
+        String type = values.get("type").trim();
+        if (!List.of("auto", "plumber", "shiny").contains(type)) {
+            throw new IllegalArgumentException("--type must be auto, plumber or shiny, not '" + type + "'");
+        }
         if (serviceUrl == null) {
-            worker = values.get("dir") != null
-                    ? WorkerSpec.of(WorkerSpec.DIR, Path.of(values.get("dir")), values.get("rscript"))
-                    : WorkerSpec.of(WorkerSpec.FILE, Path.of(values.get("file")), values.get("rscript"));
+            if (values.get("dir") != null) {
+                Path dir = Path.of(values.get("dir"));
+                worker = WorkerSpec.of(type.equals("shiny") ? WorkerSpec.SHINY : WorkerSpec.DIR, dir, values.get("rscript"));
+                if (type.equals("plumber") && worker.servesSessions()) {
+                    throw new IllegalArgumentException("--type plumber: " + dir + " has no entrypoint.R or plumber.R");
+                }
+            } else if (!type.equals("auto")) {
+                throw new IllegalArgumentException("--type says what --dir holds; give --dir too");
+            } else {
+                worker = WorkerSpec.of(WorkerSpec.FILE, Path.of(values.get("file")), values.get("rscript"));
+            }
         }
         ValveConfig config = new ValveConfig(values.get("host"), port, nMin, nMax, checkUnused, maxAge, queueMax,
                 queueTimeout, requestTimeout, startupTimeout, maxBodySize, null, clientTimeout, maxRequests,
                 maxRequestsJitter, maxWorkerMemory, watch, preload, serviceUrl, perPod, resolveInterval, adminPort,
-                accessLog, worker);
+                accessLog, worker, maxSessions);
         if (worker != null) {
             WorkerProtocol.installedScript();
         }

@@ -58,6 +58,8 @@ import dev.valve.worker.WorkerSpec;
  *                       0 picks a free one; null for none
  * @param accessLog      whether every request gets an access log line
  * @param worker         what local workers serve; null in service mode
+ * @param maxSessions    for a Shiny app: sessions one worker serves at most; more start workers
+ *                       (up to n_max), and beyond that new sessions wait in the queue
  */
 public record ValveConfig(String host, Integer port, Integer nMin, Integer nMax,
                           Double checkUnused, Double maxAge, Integer queueMax, Double queueTimeout,
@@ -66,7 +68,8 @@ public record ValveConfig(String host, Integer port, Integer nMin, Integer nMax,
                           Integer maxRequestsJitter, Integer maxWorkerMemory, Boolean watch, Boolean preload,
                           String upstream,
                           Integer perPod,
-                          Double resolveInterval, Integer adminPort, Boolean accessLog, WorkerSpec worker) {
+                          Double resolveInterval, Integer adminPort, Boolean accessLog, WorkerSpec worker,
+                          Integer maxSessions) {
 
     /** The defaults of the user-facing arguments, by their snake_case name, in the order of {@code ?valve_run}. */
     private static final Map<String, Object> DEFAULTS = defaults();
@@ -96,6 +99,7 @@ public record ValveConfig(String host, Integer port, Integer nMin, Integer nMax,
         defaults.put("preload", false);
         defaults.put("admin_port", null);
         defaults.put("access_log", true);
+        defaults.put("max_sessions", 20);
         return Collections.unmodifiableMap(defaults);
     }
 
@@ -127,6 +131,7 @@ public record ValveConfig(String host, Integer port, Integer nMin, Integer nMax,
         resolveInterval = orDefault(resolveInterval, "resolve_interval");
         adminPort = orDefault(adminPort, "admin_port");
         accessLog = orDefault(accessLog, "access_log");
+        maxSessions = orDefault(maxSessions, "max_sessions");
 
         if (!HOST.matcher(host).matches()) {
             throw new IllegalArgumentException("host must be an IP address or host name such as 127.0.0.1, not '"
@@ -165,6 +170,7 @@ public record ValveConfig(String host, Integer port, Integer nMin, Integer nMax,
         atLeast("max_worker_memory", maxWorkerMemory, 0);
         atLeast("per_pod", perPod, 1);
         positive("resolve_interval", resolveInterval);
+        atLeast("max_sessions", maxSessions, 1);
         if ((worker == null) == (upstream == null)) {
             throw new IllegalArgumentException("give exactly one of worker (local workers) and upstream (service mode)");
         }
@@ -246,7 +252,13 @@ public record ValveConfig(String host, Integer port, Integer nMin, Integer nMax,
 
     PoolConfig pool() {
         return new PoolConfig(nMin, nMax, seconds(maxAge), seconds(checkUnused), queueMax, seconds(queueTimeout),
-                new Recycling(maxRequests, maxRequestsJitter, maxWorkerMemory * 1024L * 1024L));
+                new Recycling(maxRequests, maxRequestsJitter, maxWorkerMemory * 1024L * 1024L),
+                servesSessions() ? maxSessions : 0);
+    }
+
+    /** Whether the workers serve a Shiny app's sticky sessions rather than one request each at a time. */
+    boolean servesSessions() {
+        return worker != null && worker.servesSessions();
     }
 
     /** @throws IllegalArgumentException when the worker script cannot be found beside the jars */
@@ -262,7 +274,7 @@ public record ValveConfig(String host, Integer port, Integer nMin, Integer nMax,
 
     ProxyHandler.Settings proxy(Path spoolDirectory, String secret) {
         return new ProxyHandler.Settings(maxBodySize, memoryBuffer, seconds(requestTimeout), spoolDirectory,
-                MAX_HEADER_BYTES, secret);
+                MAX_HEADER_BYTES, secret, worker == null ? null : WorkerProtocol.secretHeader(worker), servesSessions());
     }
 
     ServiceDiscovery.Settings service() {

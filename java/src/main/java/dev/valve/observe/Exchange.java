@@ -24,6 +24,7 @@ public final class Exchange {
     String failure;
     int status;
     long durationNanos;
+    private boolean switchedProtocols;
 
     /**
      * @param client    the peer's address
@@ -57,6 +58,15 @@ public final class Exchange {
     /** The response body the client was sent, in bytes. */
     public void sentBody(long bytes) {
         this.bodyBytes = bytes;
+    }
+
+    /** The worker answered 101 and the connection became a WebSocket, which has now ended. */
+    public void markSwitchedProtocols() {
+        this.switchedProtocols = true;
+    }
+
+    public boolean switchedProtocols() {
+        return switchedProtocols;
     }
 
     /** valve answered itself rather than passing on a worker's answer, for {@code reason}. */

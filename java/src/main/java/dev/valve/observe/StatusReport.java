@@ -61,6 +61,7 @@ public final class StatusReport {
             row.put("busy", upstream.busy());
             row.put("requests", upstream.requests());
             row.put("max_in_flight", upstream.maxInFlight());
+            row.put("sessions", upstream.sessions());
             row.put("idle_seconds", upstream.idleSeconds());
             row.put("rss_bytes", residentBytes(upstream.pid()));
             upstreams.add(row);

@@ -28,13 +28,14 @@ public record PoolStatus(int starting, int idle, int busy, int queued, long star
      * @param requests    requests it has answered or is answering
      * @param maxInFlight the most requests it ever had at once; anything above 1 is a bug
      * @param idleSeconds how long it has been idle; 0 while busy
+     * @param sessions    WebSocket connections open on it (for a Shiny app, its live sessions)
      */
     public record UpstreamStatus(String name, long pid, int port, boolean busy, long requests,
-                                 int maxInFlight, double idleSeconds) {
+                                 int maxInFlight, double idleSeconds, int sessions) {
 
         UpstreamStatus idleFor(long nanos) {
             return new UpstreamStatus(name, pid, port, busy, requests, maxInFlight,
-                    Duration.ofNanos(Math.max(0, nanos)).toMillis() / 1000.0);
+                    Duration.ofNanos(Math.max(0, nanos)).toMillis() / 1000.0, sessions);
         }
     }
 }

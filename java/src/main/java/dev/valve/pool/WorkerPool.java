@@ -41,6 +41,13 @@ import dev.valve.pool.PoolException.Reason;
  * first new one is ready, then leave (idle ones at once, busy ones after their request). Launch
  * failures and crashes go through {@link Backoff}, so a broken API never makes the engine spin.
  *
+ * <p>For a Shiny app ({@link PoolConfig#servesSessions()}) an upstream is not leased per request:
+ * it serves up to {@code maxSessions} sessions, each placed on the upstream with the fewest and
+ * kept there by a token the client sends back ({@link #visit}); a session holds its place for
+ * {@link #PLACEMENT_HOLD} after its first request, and then for as long as its WebSocket is open
+ * ({@link Lease#keepPlace()}). A plumber API's WebSockets hold places the same way, without a cap.
+ * An upstream with places open is never stopped as idle.
+ *
  * <p>Upstreams come two ways. Launched ones belong to the pool: it watches their process, reaps
  * and stops them. {@link #admit Admitted} ones (remote pods) belong to whoever admitted them: the
  * pool only tells that owner when a request on one failed.
@@ -54,6 +61,11 @@ public final class WorkerPool implements AutoCloseable {
     private static final Duration BACKOFF_MAX = Duration.ofSeconds(30);
     private static final Duration STOP_GRACE = Duration.ofSeconds(3);
     private static final long MIB = 1024 * 1024;
+    /**
+     * How long a new session's place is kept for its WebSocket to arrive: a browser opens it
+     * right after the page, and a client that never does (curl, a crawler) frees the place after.
+     */
+    static final Duration PLACEMENT_HOLD = Duration.ofSeconds(30);
     /** Beyond a stop's own bound (grace, then as long again after SIGKILL), for a loaded machine. */
     private static final Duration STOP_MARGIN = Duration.ofSeconds(2);
 
@@ -80,6 +92,10 @@ public final class WorkerPool implements AutoCloseable {
     private final Set<Member> busy = new LinkedHashSet<>();
     private final Deque<CompletableFuture<Member>> waiters = new ArrayDeque<>();
     private final Map<Upstream, Member> admitted = new HashMap<>();
+    /** Launched members by {@link Member#token}, for sessions coming back to their upstream. */
+    private final Map<String, Member> byToken = new HashMap<>();
+    /** Shared requests in flight ({@link #visit}), which a graceful close waits for like busy members. */
+    private int visiting;
     /** Left since the last locked section ended; see {@link #onDeparture}. */
     private final List<Upstream> departed = new ArrayList<>();
     private volatile Consumer<Upstream> departureListener = upstream -> {
@@ -127,11 +143,27 @@ public final class WorkerPool implements AutoCloseable {
         String leaving;
         /** Why it leaves, for the metrics; set with {@link #leaving}. */
         ExitReason leavingReason;
+        /** What a session's client sends back to reach this member again; unguessable, so not a worker's name. */
+        final String token = Long.toHexString(ThreadLocalRandom.current().nextLong() | Long.MIN_VALUE);
+        /** Open WebSocket connections ({@link Place}s). */
+        int sessions;
+        /** Shared requests in flight. */
+        int visits;
+        /** When each new session's place lapses unless its WebSocket takes it, earliest first. */
+        final Deque<Long> holds = new ArrayDeque<>(2);
 
         Member(Upstream upstream, boolean launched, Runnable onFailure) {
             this.upstream = upstream;
             this.launched = launched;
             this.onFailure = onFailure;
+        }
+
+        /** Sessions counted against {@code maxSessions}: open ones and those whose WebSocket is still to come. */
+        int load(long now) {
+            while (!holds.isEmpty() && holds.peekFirst() - now < 0) {
+                holds.pollFirst();
+            }
+            return sessions + holds.size();
         }
     }
 
@@ -245,10 +277,145 @@ public final class WorkerPool implements AutoCloseable {
             throw refusal;
         }
         if (member != null) {
-            return new Lease(this, member);
+            return new Lease(this, member, false, false);
         }
         whenQueued.run();
-        return new Lease(this, await(waiter));
+        return new Lease(this, await(waiter, abandoned -> giveBack(abandoned, null)), false, false);
+    }
+
+    /**
+     * Session mode: a shared lease on the upstream of the session that {@code token} names, or,
+     * when there is none (a new session, or its upstream is gone), on the one with the fewest
+     * sessions that has room, waiting like {@link #acquire} when every one is full.
+     *
+     * @param token from {@link Lease#sessionToken()} of the session's first request; null for a new session
+     */
+    public Lease visit(String token, Runnable whenQueued) throws PoolException {
+        CompletableFuture<Member> waiter = new CompletableFuture<>();
+        Effects effects = new Effects();
+        Member member = null;
+        boolean placed = false;
+        PoolException refusal = null;
+        lock.lock();
+        try {
+            if (closed) {
+                refusal = new PoolException(Reason.CLOSED, "the server is shutting down");
+            } else {
+                Member known = token == null ? null : byToken.get(token);
+                if (known != null && !known.gone && known.leaving == null && isAlive(known)) {
+                    member = known;
+                } else {
+                    member = waiters.isEmpty() ? roomiest() : null;
+                    placed = true;
+                    if (member != null) {
+                        hold(member);
+                    } else if (waiters.size() >= config.queueMax()) {
+                        refusal = new PoolException(Reason.QUEUE_FULL,
+                                "every worker has max_sessions (" + config.maxSessions() + ") sessions and "
+                                        + waiters.size() + " new sessions are waiting");
+                    } else {
+                        waiters.addLast(waiter);
+                    }
+                }
+                if (member != null) {
+                    startVisit(member);
+                }
+                planLaunches(effects);
+                takeDeparted(effects);
+            }
+        } finally {
+            lock.unlock();
+        }
+        apply(effects);
+        if (refusal != null) {
+            throw refusal;
+        }
+        if (member != null) {
+            return new Lease(this, member, true, placed);
+        }
+        whenQueued.run();
+        return new Lease(this, await(waiter, this::endVisit), true, true);
+    }
+
+    /** The live member with the fewest sessions, if one has room; most recently used first among equals. Lock held. */
+    private Member roomiest() {
+        long now = nanoTime.getAsLong();
+        Member best = null;
+        int bestLoad = config.maxSessions();
+        for (Member member : List.copyOf(idle)) {
+            if (!isAlive(member)) {
+                died(member);
+            } else if (member.leaving == null && member.load(now) < bestLoad) {
+                best = member;
+                bestLoad = member.load(now);
+            }
+        }
+        return best;
+    }
+
+    /** Counts a new session on a member until its WebSocket takes the place, or for {@link #PLACEMENT_HOLD}. Lock held. */
+    private void hold(Member member) {
+        member.holds.addLast(nanoTime.getAsLong() + PLACEMENT_HOLD.toNanos());
+    }
+
+    private void startVisit(Member member) {
+        member.visits++;
+        member.requests++;
+        visiting++;
+    }
+
+    /** A shared lease ended. */
+    void endVisit(Member member) {
+        update(effects -> {
+            member.visits--;
+            visiting--;
+            if (member.visits == 0) {
+                member.idleSince = nanoTime.getAsLong();
+            }
+            if (busy.isEmpty() && visiting == 0) {
+                allIdle.signalAll();
+            }
+        });
+    }
+
+    /** A request on {@code member} became a WebSocket: it holds a place there from now on. */
+    Place keepPlace(Member member, boolean shared) {
+        update(effects -> {
+            member.sessions++;
+            if (shared) {
+                member.holds.pollFirst();
+            }
+        });
+        if (shared) {
+            endVisit(member);
+        } else {
+            giveBack(member, null);
+        }
+        return new Place(this, member);
+    }
+
+    /** A WebSocket on {@code member} closed: its place may go to a new session. */
+    void leavePlace(Member member) {
+        update(effects -> {
+            member.sessions--;
+            if (member.sessions == 0) {
+                member.idleSince = nanoTime.getAsLong();
+            }
+            if (config.servesSessions() && !member.gone && member.leaving == null) {
+                fillPlaces(member);
+            }
+        });
+    }
+
+    /** Session mode: gives waiting new sessions places on {@code member} while it has room. Lock held. */
+    private void fillPlaces(Member member) {
+        long now = nanoTime.getAsLong();
+        CompletableFuture<Member> waiter;
+        while (member.load(now) < config.maxSessions() && (waiter = waiters.pollFirst()) != null) {
+            hold(member);
+            startVisit(member);
+            waiter.complete(member);
+        }
     }
 
     /** The most recently used idle member still alive; dead ones met on the way leave. Lock held. */
@@ -261,7 +428,8 @@ public final class WorkerPool implements AutoCloseable {
         return member;
     }
 
-    private Member await(CompletableFuture<Member> waiter) throws PoolException {
+    /** @param undo hands back a member that came just as the wait was given up */
+    private Member await(CompletableFuture<Member> waiter, Consumer<Member> undo) throws PoolException {
         try {
             return waiter.get(config.queueTimeout().toNanos(), TimeUnit.NANOSECONDS);
         } catch (ExecutionException e) {
@@ -291,7 +459,7 @@ public final class WorkerPool implements AutoCloseable {
             if (interrupted) {
                 // Nobody will use it: it goes on to the next waiter, and the caller learns as
                 // in any other abandonment.
-                giveBack(member, null);
+                undo.accept(member);
                 Thread.currentThread().interrupt();
                 throw new PoolException(Reason.CLOSED, "the request was abandoned");
             }
@@ -401,6 +569,7 @@ public final class WorkerPool implements AutoCloseable {
             exits[reason.ordinal()]++;
         }
         departed.add(member.upstream);
+        byToken.remove(member.token, member);
         if (!member.launched) {
             admitted.remove(member.upstream, member);
         }
@@ -408,6 +577,12 @@ public final class WorkerPool implements AutoCloseable {
 
     /** Gives a ready upstream to the longest waiter, or parks it as idle. Lock held. */
     private void handOff(Member member) {
+        if (config.servesSessions()) {
+            member.idleSince = nanoTime.getAsLong();
+            idle.addFirst(member);
+            fillPlaces(member);
+            return;
+        }
         CompletableFuture<Member> waiter = waiters.pollFirst();
         if (waiter != null) {
             markBusy(member);
@@ -462,7 +637,8 @@ public final class WorkerPool implements AutoCloseable {
         int staying = reloading != null ? 0 : live - outgoing;
         Scaling rule = reloading != null ? new Scaling(Math.min(config.nMax(), Math.max(config.nMin(), reloadTarget)),
                 config.nMax()) : scaling;
-        int count = rule.launches(staying, live - staying, starting, waiters.size(), reloading != null ? 0 : idle.size());
+        int available = reloading != null ? 0 : config.servesSessions() ? withRoom() : idle.size();
+        int count = rule.launches(staying, live - staying, starting, waiters.size(), available);
         if (count <= 0) {
             return;
         }
@@ -479,6 +655,18 @@ public final class WorkerPool implements AutoCloseable {
         effects.launches = count;
         effects.generation = generation;
         nextId += count;
+    }
+
+    /** Session mode: members that could take a new session now. Lock held. */
+    private int withRoom() {
+        long now = nanoTime.getAsLong();
+        int count = 0;
+        for (Member member : idle) {
+            if (member.leaving == null && member.load(now) < config.maxSessions()) {
+                count++;
+            }
+        }
+        return count;
     }
 
     private void retryLaunches() {
@@ -561,6 +749,7 @@ public final class WorkerPool implements AutoCloseable {
                 startedCount++;
                 live++;
                 Member member = new Member(upstream, true, null);
+                byToken.put(member.token, member);
                 member.requestLimit = config.recycling().requestLimit(ThreadLocalRandom.current());
                 member.generation = launchGeneration;
                 effects.watch.add(member);
@@ -639,16 +828,28 @@ public final class WorkerPool implements AutoCloseable {
         }
     }
 
-    /** Stops launched upstreams idle for longer than {@code maxAge}, oldest first, down to {@code nMin}. */
+    /**
+     * Stops launched upstreams idle for longer than {@code maxAge}, least recently used first,
+     * down to {@code nMin}. Idle means no request, no open WebSocket and no session waiting for one.
+     */
     void reap() {
         update(effects -> {
-            long cutoff = nanoTime.getAsLong() - config.maxAge().toNanos();
-            while (live - outgoing > config.nMin() && !idle.isEmpty() && idle.peekLast().launched
-                    && idle.peekLast().idleSince - cutoff < 0) {
-                Member member = idle.pollLast();
-                leave(member, ExitReason.IDLE_REAP);
-                effects.stops.add(new Stop(member.upstream,
-                        "idle for more than " + config.maxAge().toSeconds() + " s"));
+            long now = nanoTime.getAsLong();
+            long cutoff = now - config.maxAge().toNanos();
+            for (Member member : new ArrayList<>(idle).reversed()) {
+                if (live - outgoing <= config.nMin()) {
+                    break;
+                }
+                if (member.launched && member.idleSince - cutoff < 0 && member.visits == 0 && member.load(now) == 0) {
+                    idle.remove(member);
+                    leave(member, ExitReason.IDLE_REAP);
+                    effects.stops.add(new Stop(member.upstream,
+                            "idle for more than " + config.maxAge().toSeconds() + " s"));
+                }
+            }
+            if (config.servesSessions()) {
+                // Places that lapsed meanwhile may let new sessions in.
+                List.copyOf(idle).forEach(this::fillPlaces);
             }
         });
     }
@@ -709,17 +910,21 @@ public final class WorkerPool implements AutoCloseable {
                 }
             }
             long now = nanoTime.getAsLong();
+            int visited = 0;
             for (Member member : idle) {
-                upstreams.add(describe(member, false).idleFor(now - member.idleSince));
+                boolean inUse = member.visits > 0 || member.sessions > 0;
+                visited += member.visits > 0 ? 1 : 0;
+                upstreams.add(inUse ? describe(member, member.visits > 0)
+                        : describe(member, false).idleFor(now - member.idleSince));
             }
-            int busyLive = upstreams.size() - idle.size();
+            int busyLive = upstreams.size() - idle.size() + visited;
             Map<String, Long> exitsByReason = new LinkedHashMap<>();
             for (ExitReason reason : ExitReason.values()) {
                 exitsByReason.put(reason.label, exits[reason.ordinal()]);
             }
             boolean canLaunch = launcher != null && !closed && live + starting < config.nMax()
                     && backoff.remaining() <= 0;
-            return new PoolStatus(starting, idle.size(), busyLive, waiters.size(), startedCount,
+            return new PoolStatus(starting, idle.size() - visited, busyLive, waiters.size(), startedCount,
                     failedCount, List.copyOf(upstreams), exitsByReason, canLaunch);
         } finally {
             lock.unlock();
@@ -729,7 +934,7 @@ public final class WorkerPool implements AutoCloseable {
     private static PoolStatus.UpstreamStatus describe(Member member, boolean busy) {
         Upstream upstream = member.upstream;
         return new PoolStatus.UpstreamStatus(upstream.name(), pid(upstream), upstream.port(), busy,
-                member.requests, member.maxInFlight, 0);
+                member.requests, member.maxInFlight, 0, member.sessions);
     }
 
     /**
@@ -752,7 +957,7 @@ public final class WorkerPool implements AutoCloseable {
             }
             try {
                 long remaining = grace.toNanos();
-                while (!busy.isEmpty() && remaining > 0) {
+                while ((!busy.isEmpty() || visiting > 0) && remaining > 0) {
                     remaining = allIdle.awaitNanos(remaining);
                 }
             } catch (InterruptedException e) {

@@ -1,5 +1,8 @@
 package dev.valve.proxy;
 
+import java.io.BufferedOutputStream;
+import java.io.InputStream;
+import java.io.OutputStream;
 import java.io.UncheckedIOException;
 import java.net.InetSocketAddress;
 import java.net.SocketAddress;
@@ -10,6 +13,7 @@ import java.util.concurrent.ExecutionException;
 import java.util.concurrent.ExecutorService;
 import java.util.function.Supplier;
 
+import io.helidon.common.buffers.BufferData;
 import io.helidon.common.buffers.DataReader;
 import io.helidon.common.buffers.DataWriter;
 import io.helidon.common.concurrency.limits.Limit;
@@ -37,11 +41,15 @@ final class ClientConnection implements ServerConnection, InterruptableTask<Void
 
     private final ServerConnection http1;
     private final Input input;
+    private final DataReader reader;
+    private final ConnectionContext socketContext;
 
     /** @param http1 makes Helidon's HTTP/1 connection for a context */
     ClientConnection(ConnectionContext socketContext, java.util.function.Function<ConnectionContext, ServerConnection> http1) {
+        this.socketContext = socketContext;
         this.input = new Input(socketContext);
-        this.http1 = http1.apply(new Context(socketContext, DataReader.create(input)));
+        this.reader = DataReader.create(input);
+        this.http1 = http1.apply(new Context(socketContext, reader));
     }
 
     /** The connection whose request this thread is handling, or null outside a request. */
@@ -60,6 +68,60 @@ final class ClientConnection implements ServerConnection, InterruptableTask<Void
                 callback.run();
             }
         });
+    }
+
+    /**
+     * The connection's raw bytes, for a WebSocket once its upgrade was answered: what the client
+     * sent after the request's head (already read by the parser, or still in the socket), and
+     * writes that go to the socket at once. After this the connection serves no more requests:
+     * the handler ends it.
+     */
+    WebSocketTunnel.End takeOver() {
+        InputStream in = new BlockInputStream() {
+            @Override
+            public int read() {
+                try {
+                    reader.ensureAvailable();
+                } catch (DataReader.InsufficientDataAvailableException e) {
+                    return -1;
+                }
+                return reader.read() & 0xFF;
+            }
+
+            @Override
+            public int read(byte[] buffer, int offset, int length) {
+                if (length == 0) {
+                    return 0;
+                }
+                try {
+                    reader.ensureAvailable();
+                } catch (DataReader.InsufficientDataAvailableException e) {
+                    return -1;
+                }
+                int count = Math.min(length, reader.available());
+                System.arraycopy(reader.readBytes(count), 0, buffer, offset, count);
+                return count;
+            }
+
+            @Override
+            public int available() {
+                return reader.available();
+            }
+        };
+        DataWriter writer = socketContext.dataWriter();
+        OutputStream out = new OutputStream() {
+            @Override
+            public void write(int b) {
+                write(new byte[] {(byte) b}, 0, 1);
+            }
+
+            @Override
+            public void write(byte[] bytes, int offset, int length) {
+                // Written before writeNow returns, so the caller's array needs no copy.
+                writer.writeNow(BufferData.create(bytes, offset, length));
+            }
+        };
+        return new WebSocketTunnel.End(in, new BufferedOutputStream(out, 16 * 1024), socketContext.serverSocket()::close);
     }
 
     @Override

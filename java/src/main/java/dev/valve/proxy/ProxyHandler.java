@@ -8,6 +8,7 @@ import java.io.UncheckedIOException;
 import java.net.InetSocketAddress;
 import java.net.SocketAddress;
 import java.net.SocketTimeoutException;
+import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
@@ -20,8 +21,10 @@ import dev.valve.observe.Exchange;
 import dev.valve.observe.Observer;
 import dev.valve.observe.RequestIds;
 import dev.valve.pool.Lease;
+import dev.valve.pool.Place;
 import dev.valve.pool.PoolException;
 import dev.valve.pool.WorkerPool;
+import dev.valve.worker.WorkerProtocol;
 
 import io.helidon.http.Header;
 import io.helidon.http.HeaderName;
@@ -55,19 +58,26 @@ public final class ProxyHandler implements Handler, AutoCloseable {
      * @param requestTimeout how long a worker may stay silent before the request fails with 504
      * @param spoolDirectory where bodies spill to
      * @param maxHeaderBytes largest request head (all header lines) accepted; larger gets 431
-     * @param secret         sent to local workers in {@link #SECRET_HEADER}, which refuse requests
+     * @param secret         sent to local workers in {@code secretHeader}, which refuse requests
      *                       without it; null when the upstreams are not ours (service mode)
+     * @param secretHeader   the header the workers look for the secret in
+     * @param sessions       the workers serve sticky sessions (a Shiny app): a request goes to its
+     *                       session's worker, named by the {@link #SESSION_COOKIE} valve sets
      */
     public record Settings(long maxBodySize, int memoryBuffer, Duration requestTimeout, Path spoolDirectory,
-                           int maxHeaderBytes, String secret) {
+                           int maxHeaderBytes, String secret, String secretHeader, boolean sessions) {
         @Override
         public String toString() {
             return "Settings[secret hidden]";
         }
     }
 
-    /** The header that proves to a worker that a request came through valve. */
-    static final HeaderName SECRET_HEADER = HeaderNames.create("X-Valve-Secret");
+    /** The headers that prove to a worker that a request came through valve: never taken from a client. */
+    private static final Set<HeaderName> SECRET_HEADERS = Set.of(HeaderNames.create(WorkerProtocol.SECRET_HEADER),
+            HeaderNames.create(WorkerProtocol.SHINY_SECRET_HEADER));
+    /** Names a session's worker; a routing hint, not a credential: a stale or forged one only gets a new session. */
+    static final String SESSION_COOKIE = "valve_session";
+    private static final Header CONNECTION_UPGRADE = HeaderValues.create(HeaderNames.CONNECTION, "Upgrade");
     private static final HeaderName HTTP10_MARKER = HeaderNames.create(RequestRewriter.MARKER);
 
     /** What a plumber API can answer; anything else is refused here, without costing a worker. */
@@ -140,7 +150,8 @@ public final class ProxyHandler implements Handler, AutoCloseable {
                 throw new CloseConnectionException("the client asked to close the connection");
             }
         } finally {
-            observer.finish(exchange, answered || res.isSent() ? res.status().code() : CLIENT_GONE);
+            observer.finish(exchange, exchange.switchedProtocols() ? Status.SWITCHING_PROTOCOLS_101.code()
+                    : answered || res.isSent() ? res.status().code() : CLIENT_GONE);
         }
     }
 
@@ -189,37 +200,56 @@ public final class ProxyHandler implements Handler, AutoCloseable {
             Lease lease;
             long queued = System.nanoTime();
             try {
-                lease = acquire();
+                lease = acquire(req);
             } catch (PoolException e) {
                 Failure failure = Failure.of(e.reason());
                 refuse(req, res, exchange, failure.status, failure.label(), e.getMessage());
                 return;
             }
             exchange.leased(lease.upstream().name(), System.nanoTime() - queued);
-            proxy(new UpstreamCall(lease, kept), req, body, res, exchange);
+            if (lease.placed()) {
+                res.header(HeaderNames.SET_COOKIE, SESSION_COOKIE + "=" + lease.sessionToken()
+                        + "; Path=/; HttpOnly; SameSite=Lax");
+            }
+            if (body == null && isWebSocketUpgrade(req)) {
+                upgrade(new UpstreamCall(lease, kept), req, res, exchange);
+            } else {
+                proxy(new UpstreamCall(lease, kept), req, body, res, exchange);
+            }
         } catch (IOException e) {
             throw new UncheckedIOException(e);
         }
     }
 
+    /** A WebSocket handshake (RFC 6455 4.1), which valve passes to a worker and, once answered 101, tunnels. */
+    private static boolean isWebSocketUpgrade(ServerRequest req) {
+        return req.prologue().method().equals(Method.GET) && !req.headers().contains(HTTP10_MARKER)
+                && req.headers().first(HeaderNames.UPGRADE).map(value -> value.trim().equalsIgnoreCase("websocket"))
+                        .orElse(false)
+                && req.headers().containsToken(CONNECTION_UPGRADE);
+    }
+
     /**
-     * Leases an upstream; while the request waits in the queue, a client that hangs up takes it
-     * out of the queue, so an abandoned request never costs a worker.
+     * Leases an upstream (for a session, the session's own); while the request waits in the
+     * queue, a client that hangs up takes it out of the queue, so an abandoned request never
+     * costs a worker.
      */
-    private Lease acquire() throws PoolException {
+    private Lease acquire(ServerRequest req) throws PoolException {
         ClientConnection client = ClientConnection.current();
+        String token = settings.sessions() ? sessionToken(req) : null;
         if (client == null) {
-            return pool.acquire();
+            return settings.sessions() ? pool.visit(token, () -> { }) : pool.acquire();
         }
         AtomicBoolean settled = new AtomicBoolean();
         Thread waiting = Thread.currentThread();
+        Runnable whenQueued = () -> client.onHangUp(() -> {
+            if (settled.compareAndSet(false, true)) {
+                waiting.interrupt();
+            }
+        });
         Lease lease;
         try {
-            lease = pool.acquire(() -> client.onHangUp(() -> {
-                if (settled.compareAndSet(false, true)) {
-                    waiting.interrupt();
-                }
-            }));
+            lease = settings.sessions() ? pool.visit(token, whenQueued) : pool.acquire(whenQueued);
         } catch (PoolException e) {
             if (settled.compareAndSet(false, true)) {
                 throw e;
@@ -232,6 +262,19 @@ public final class ProxyHandler implements Handler, AutoCloseable {
         // The client hung up just as a worker came free: the worker never saw the request.
         lease.release();
         throw clientGone();
+    }
+
+    /** The session token from the request's {@link #SESSION_COOKIE}, or null for a new session. */
+    private static String sessionToken(ServerRequest req) {
+        for (String cookies : req.headers().values(HeaderNames.COOKIE)) {
+            for (String cookie : cookies.split(";")) {
+                String pair = cookie.trim();
+                if (pair.startsWith(SESSION_COOKIE + "=")) {
+                    return pair.substring(SESSION_COOKIE.length() + 1);
+                }
+            }
+        }
+        return null;
     }
 
     private CloseConnectionException clientGone() {
@@ -270,6 +313,71 @@ public final class ProxyHandler implements Handler, AutoCloseable {
             call.fail(e);
             throw e;
         }
+    }
+
+    /**
+     * A WebSocket handshake: sent to the worker on a connection of its own. Any answer but 101
+     * goes back like any response; after a 101 the connection holds a place on the worker
+     * instead of its lease, and both connections become a {@link WebSocketTunnel} until either
+     * side closes. The client's connection then ends: it served its last request.
+     */
+    private void upgrade(UpstreamCall call, ServerRequest req, ServerResponse res, Exchange exchange)
+            throws IOException {
+        ClientConnection client = ClientConnection.current();
+        UpstreamConnection.Response answer;
+        try {
+            List<String[]> headers = forwardHeaders(req, exchange);
+            headers.add(new String[] {"Connection", "Upgrade"});
+            headers.add(new String[] {"Upgrade", "websocket"});
+            answer = call.upgrade(target(req), headers, settings.requestTimeout());
+        } catch (UpstreamCall.FailedException e) {
+            failUpstream(req, res, exchange, call, e.failure, e.getCause());
+            return;
+        }
+        if (answer.status() != Status.SWITCHING_PROTOCOLS_101.code() || client == null) {
+            try {
+                copyHeaders(answer, res);
+                relay(call, answer, res, req, exchange);
+            } catch (Throwable e) {
+                call.fail(e);
+                throw e;
+            }
+            return;
+        }
+        WebSocketTunnel.End worker = call.upgraded();
+        try (Place place = call.keepPlace()) {
+            exchange.markSwitchedProtocols();
+            WebSocketTunnel.End browser = client.takeOver();
+            browser.out().write(switchingHead(answer, res));
+            browser.out().flush();
+            exchange.sentBody(new WebSocketTunnel(browser, worker).run());
+        } finally {
+            worker.close().run();
+        }
+        throw new CloseConnectionException("the WebSocket connection ended");
+    }
+
+    /**
+     * The worker's 101 as the client gets it: its headers but the request id and hop-by-hop ones,
+     * then the connection's upgrade, valve's request id and session cookie (already on {@code res}).
+     */
+    private static byte[] switchingHead(UpstreamConnection.Response answer, ServerResponse res) {
+        StringBuilder head = new StringBuilder(256).append("HTTP/1.1 101 ")
+                .append(answer.reason().isEmpty() ? "Switching Protocols" : answer.reason()).append("\r\n");
+        HopByHop hop = HopByHop.of(answer.headers());
+        for (String[] header : answer.headers()) {
+            if (!hop.contains(header[0]) && !RequestIds.HEADER.lowerCase().equalsIgnoreCase(header[0])) {
+                head.append(header[0]).append(": ").append(header[1]).append("\r\n");
+            }
+        }
+        head.append(CONNECTION_UPGRADE.name()).append(": ").append(CONNECTION_UPGRADE.get()).append("\r\n");
+        head.append("Upgrade: websocket\r\n");
+        for (Header header : res.headers()) {
+            for (String value : header.allValues()) {
+                head.append(header.name()).append(": ").append(value).append("\r\n");
+            }
+        }
+        return head.append("\r\n").toString().getBytes(StandardCharsets.ISO_8859_1);
     }
 
     private void failUpstream(ServerRequest req, ServerResponse res, Exchange exchange, UpstreamCall call,
@@ -328,7 +436,7 @@ public final class ProxyHandler implements Handler, AutoCloseable {
         for (Header header : in) {
             HeaderName name = header.headerName();
             if (hop.contains(header) || name.equals(HeaderNames.CONTENT_LENGTH) || name.equals(HeaderNames.EXPECT)
-                    || name.equals(SECRET_HEADER) || name.equals(HTTP10_MARKER)
+                    || SECRET_HEADERS.contains(name) || name.equals(HTTP10_MARKER)
                     || name.equals(HeaderNames.X_FORWARDED_FOR) || name.equals(HeaderNames.X_FORWARDED_PROTO)
                     || name.equals(HeaderNames.X_FORWARDED_HOST) || name.equals(RequestIds.HEADER)) {
                 continue;
@@ -342,7 +450,7 @@ public final class ProxyHandler implements Handler, AutoCloseable {
         out.add(new String[] {"X-Forwarded-Proto", req.isSecure() ? "https" : "http"});
         in.first(HeaderNames.HOST).ifPresent(host -> out.add(new String[] {"X-Forwarded-Host", host}));
         if (settings.secret() != null) {
-            out.add(new String[] {SECRET_HEADER.defaultCase(), settings.secret()});
+            out.add(new String[] {settings.secretHeader(), settings.secret()});
         }
         return out;
     }

@@ -9,6 +9,7 @@ import java.util.concurrent.atomic.AtomicBoolean;
 import dev.valve.pool.ExitReason;
 import dev.valve.pool.Lease;
 import dev.valve.pool.ManagedProcess;
+import dev.valve.pool.Place;
 
 /**
  * One request's use of one leased upstream, from the lease to exactly one end: the upstream is
@@ -73,6 +74,40 @@ final class UpstreamCall implements AutoCloseable {
             fail(e);
             throw new FailedException(classify(e), e);
         }
+    }
+
+    /**
+     * Sends a WebSocket handshake on a fresh connection, which after a 101 is {@link #upgraded()}:
+     * a kept one may be closed by the worker at any moment, and this one is never given back.
+     */
+    UpstreamConnection.Response upgrade(String target, List<String[]> headers, Duration readTimeout)
+            throws FailedException {
+        try {
+            connection = UpstreamConnection.open(lease.upstream().host(), lease.upstream().port(), CONNECT_TIMEOUT,
+                    readTimeout, true);
+            return exchange("GET", target, headers, null, false);
+        } catch (IOException e) {
+            fail(e);
+            throw new FailedException(classify(e), e);
+        }
+    }
+
+    /** After a 101: the connection, now the caller's to tunnel through and to close. */
+    WebSocketTunnel.End upgraded() throws IOException {
+        try {
+            return connection.upgraded();
+        } catch (IOException e) {
+            fail(e);
+            throw e;
+        }
+    }
+
+    /** After a 101: the upstream holds a place for the WebSocket instead of the lease, and the call ends. */
+    Place keepPlace() {
+        if (!ended.compareAndSet(false, true)) {
+            throw new IllegalStateException("the call has already ended");
+        }
+        return lease.keepPlace();
     }
 
     private UpstreamConnection.Response exchange(String method, String target, List<String[]> headers, Spool body,

@@ -148,6 +148,12 @@ final class UpstreamConnection implements Closeable {
             }
             int status = parseStatus(parts[1]);
             List<String[]> headers = readHeaders();
+            if (status == 101) {
+                // Switching protocols: what follows is the new protocol's, see upgraded().
+                reusable = false;
+                bodyDone = true;
+                return new Response(status, parts.length > 2 ? parts[2] : "", headers, null, -1);
+            }
             if (status >= 100 && status < 200) {
                 continue;
             }
@@ -308,6 +314,16 @@ final class UpstreamConnection implements Closeable {
 
     private static String abbreviate(String text) {
         return text.length() <= 80 ? text : text.substring(0, 80) + "...";
+    }
+
+    /**
+     * The connection after a {@code 101}: its bytes both ways, without the read timeout (a
+     * WebSocket may be silent for as long as its ends like). Bytes the worker sent right after
+     * its head are in {@code in}'s buffer, so nothing is lost.
+     */
+    WebSocketTunnel.End upgraded() throws IOException {
+        socket.setSoTimeout(0);
+        return new WebSocketTunnel.End(in, out, () -> KeptConnections.closeQuietly(this));
     }
 
     @Override

@@ -42,12 +42,22 @@ public final class WorkerProtocol {
     /** The template's answer to a fork command: this prefix, the worker's id, a space, its pid. */
     public static final String FORKED = "valve-forked ";
 
+    /** The header that carries the run's secret to plumber workers, whose guard in worker.R demands it. */
+    public static final String SECRET_HEADER = "X-Valve-Secret";
+    /** Shiny's own guard ({@code options(shiny.sharedSecret)}, as Shiny Server uses it) reads this one. */
+    public static final String SHINY_SECRET_HEADER = "Shiny-Shared-Secret";
+
     /** Requested to see whether a worker answers; any HTTP status counts, as the secret guard answers 403. */
     public static final String READY_PATH = "/__valve__/ready";
     /** Exit status of a worker whose port was taken between the engine's probe and its bind: try another. */
     public static final int EXIT_PORT_IN_USE = 75;
 
     private WorkerProtocol() {
+    }
+
+    /** The header a worker serving {@code worker} finds the run's secret in. */
+    public static String secretHeader(WorkerSpec worker) {
+        return worker.servesSessions() ? SHINY_SECRET_HEADER : SECRET_HEADER;
     }
 
     /** The program and arguments that start one worker. */

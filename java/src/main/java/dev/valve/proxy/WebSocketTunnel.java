@@ -1,0 +1,246 @@
+package dev.valve.proxy;
+
+import java.io.EOFException;
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.OutputStream;
+import java.nio.charset.StandardCharsets;
+import java.time.Duration;
+import java.util.Arrays;
+import java.util.concurrent.atomic.AtomicLong;
+import java.util.concurrent.locks.ReentrantLock;
+
+/**
+ * A WebSocket connection after the worker's {@code 101}: the frames of both sides pass through
+ * as they are, until either side closes.
+ *
+ * <p>A byte tunnel rather than Helidon's WebSocket support, which would end the client's
+ * connection in valve and open a second WebSocket to the worker: every message would be decoded,
+ * buffered whole and encoded again, extensions the two ends agreed on (compression) would have
+ * to be re-negotiated, and a close code or a fragment boundary could be changed on the way. The
+ * tunnel reads only the frame headers, which is all it needs for two things of its own:
+ *
+ * <ul>
+ *   <li>A dead client is noticed: valve pings it every {@link #PING_INTERVAL}, between two
+ *       frames of the worker's, and ends a tunnel whose client sent nothing (not even the pong)
+ *       for two intervals. A browser that went away without a TCP close (a laptop shut, a
+ *       network gone) would otherwise hold its place on the worker for hours. The pongs that
+ *       answer valve's pings are taken out, so the worker never sees a frame it did not ask for.
+ *   <li>The worker is never pinged: a Shiny session busy in a long computation is silent, not
+ *       dead, and a worker that dies closes its socket, which ends the tunnel at once.
+ * </ul>
+ */
+final class WebSocketTunnel {
+    static final Duration PING_INTERVAL = Duration.ofSeconds(20);
+    /** How long the other direction may take to finish once one side has closed. */
+    private static final Duration CLOSING_GRACE = Duration.ofSeconds(5);
+    private static final int OP_PONG = 0xA;
+    private static final int OP_PING = 0x9;
+    private static final byte[] PING_PAYLOAD = "valve".getBytes(StandardCharsets.US_ASCII);
+
+    /** One side's bytes; {@code close} ends that side's connection, which also ends a read blocked on it. */
+    record End(InputStream in, OutputStream out, Runnable close) {
+    }
+
+    private final End client;
+    private final End worker;
+    private final Duration pingInterval;
+    /** Frames to the client come from the worker's pump and from the pinger: one whole frame at a time. */
+    private final ReentrantLock toClient = new ReentrantLock();
+    private final AtomicLong lastHeardFromClient = new AtomicLong(System.nanoTime());
+    private final AtomicLong toClientBytes = new AtomicLong();
+
+    WebSocketTunnel(End client, End worker) {
+        this(client, worker, PING_INTERVAL);
+    }
+
+    /** @param pingInterval shorter in tests, so that a silent client is noticed quickly */
+    WebSocketTunnel(End client, End worker, Duration pingInterval) {
+        this.client = client;
+        this.worker = worker;
+        this.pingInterval = pingInterval;
+    }
+
+    /**
+     * Relays until either side closes or fails, or the client goes silent; then closes both.
+     *
+     * @return bytes sent to the client
+     */
+    long run() {
+        Thread up = Thread.ofVirtual().name("valve-ws-up").start(() -> {
+            try {
+                relay(client.in(), worker.out(), true);
+            } catch (IOException | RuntimeException e) {
+                // The client left (Helidon's socket reads fail unchecked) or broke the framing:
+                // the tunnel ends either way.
+            } finally {
+                worker.close().run();
+            }
+        });
+        Thread pinger = Thread.ofVirtual().name("valve-ws-ping").start(this::ping);
+        try {
+            relay(worker.in(), client.out(), false);
+        } catch (IOException | RuntimeException e) {
+            // The worker closed, died or broke the framing, or the client's side failed (Helidon's
+            // socket writes fail unchecked): both connections close.
+        } finally {
+            pinger.interrupt();
+            client.close().run();
+            worker.close().run();
+            join(up);
+            join(pinger);
+        }
+        return toClientBytes.get();
+    }
+
+    /** Copies frames from one side to the other, frame by frame, each whole before the next. */
+    private void relay(InputStream in, OutputStream out, boolean fromClient) throws IOException {
+        byte[] head = new byte[14];
+        byte[] chunk = Buffers.take();
+        try {
+            while (true) {
+                int first = in.read();
+                if (first < 0) {
+                    return;
+                }
+                heard(fromClient);
+                head[0] = (byte) first;
+                head[1] = (byte) readByte(in);
+                int headLength = 2;
+                long length = head[1] & 0x7F;
+                if (length >= 126) {
+                    int extra = length == 126 ? 2 : 8;
+                    readFully(in, head, 2, extra);
+                    length = 0;
+                    for (int i = 0; i < extra; i++) {
+                        length = (length << 8) | (head[2 + i] & 0xFF);
+                    }
+                    headLength += extra;
+                }
+                boolean masked = (head[1] & 0x80) != 0;
+                if (masked) {
+                    readFully(in, head, headLength, 4);
+                    headLength += 4;
+                }
+                if (length < 0) {
+                    throw new IOException("invalid WebSocket frame length");
+                }
+                if (fromClient && (first & 0x0F) == OP_PONG && length == PING_PAYLOAD.length) {
+                    byte[] payload = new byte[PING_PAYLOAD.length];
+                    readFully(in, payload, 0, payload.length);
+                    heard(true);
+                    if (isAnswerToPing(payload, masked ? Arrays.copyOfRange(head, headLength - 4, headLength) : null)) {
+                        continue;
+                    }
+                    out.write(head, 0, headLength);
+                    out.write(payload);
+                    out.flush();
+                    continue;
+                }
+                forwardFrame(in, out, head, headLength, length, chunk, fromClient);
+            }
+        } finally {
+            Buffers.give(chunk);
+        }
+    }
+
+    private void forwardFrame(InputStream in, OutputStream out, byte[] head, int headLength, long length,
+                              byte[] chunk, boolean fromClient) throws IOException {
+        if (!fromClient) {
+            toClient.lock();
+        }
+        try {
+            out.write(head, 0, headLength);
+            long left = length;
+            while (left > 0) {
+                int count = in.read(chunk, 0, (int) Math.min(chunk.length, left));
+                if (count < 0) {
+                    throw new EOFException("the connection ended inside a WebSocket frame");
+                }
+                heard(fromClient);
+                out.write(chunk, 0, count);
+                left -= count;
+            }
+            if (fromClient || in.available() == 0) {
+                out.flush();
+            }
+            if (!fromClient) {
+                toClientBytes.addAndGet(headLength + length);
+            }
+        } finally {
+            if (!fromClient) {
+                toClient.unlock();
+            }
+        }
+    }
+
+    private static boolean isAnswerToPing(byte[] payload, byte[] mask) {
+        for (int i = 0; i < payload.length; i++) {
+            byte value = mask == null ? payload[i] : (byte) (payload[i] ^ mask[i % 4]);
+            if (value != PING_PAYLOAD[i]) {
+                return false;
+            }
+        }
+        return true;
+    }
+
+    private void heard(boolean fromClient) {
+        if (fromClient) {
+            lastHeardFromClient.set(System.nanoTime());
+        }
+    }
+
+    /** Pings the client each interval; ends the tunnel when it stayed silent for two. */
+    private void ping() {
+        byte[] frame = new byte[2 + PING_PAYLOAD.length];
+        frame[0] = (byte) (0x80 | OP_PING);
+        frame[1] = (byte) PING_PAYLOAD.length;
+        System.arraycopy(PING_PAYLOAD, 0, frame, 2, PING_PAYLOAD.length);
+        try {
+            while (true) {
+                Thread.sleep(pingInterval);
+                if (System.nanoTime() - lastHeardFromClient.get() > pingInterval.multipliedBy(2).toNanos()) {
+                    client.close().run();
+                    worker.close().run();
+                    return;
+                }
+                toClient.lockInterruptibly();
+                try {
+                    client.out().write(frame);
+                    client.out().flush();
+                } finally {
+                    toClient.unlock();
+                }
+            }
+        } catch (InterruptedException e) {
+            // The tunnel ended.
+        } catch (IOException | RuntimeException e) {
+            client.close().run();
+            worker.close().run();
+        }
+    }
+
+    private static void join(Thread thread) {
+        try {
+            if (!thread.join(CLOSING_GRACE)) {
+                thread.interrupt();
+            }
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
+    }
+
+    private static int readByte(InputStream in) throws IOException {
+        int b = in.read();
+        if (b < 0) {
+            throw new EOFException("the connection ended inside a WebSocket frame header");
+        }
+        return b;
+    }
+
+    private static void readFully(InputStream in, byte[] target, int offset, int length) throws IOException {
+        if (in.readNBytes(target, offset, length) != length) {
+            throw new EOFException("the connection ended inside a WebSocket frame");
+        }
+    }
+}
