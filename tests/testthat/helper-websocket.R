@@ -28,8 +28,16 @@ local_ws_driver <- function(.local_envir = parent.frame()) {
 # `timeout`; the wait here only turns a stuck driver into a failure.
 ws_do <- function(driver, op, ..., timeout = 30) {
   command <- list(op = op, ..., timeout = timeout)
-  driver$write_input(paste0(jsonlite::toJSON(command, auto_unbox = TRUE, null = "null"), "\n"))
   deadline <- Sys.time() + timeout + 30
+  # processx writes what the pipe takes and returns the rest.
+  unwritten <- charToRaw(paste0(jsonlite::toJSON(command, auto_unbox = TRUE, null = "null"), "\n"))
+  while (length(unwritten) > 0) {
+    unwritten <- driver$write_input(unwritten)
+    if (length(unwritten) > 0) {
+      if (!driver$is_alive() || Sys.time() > deadline) stop("the WebSocket driver does not read ", op, call. = FALSE)
+      Sys.sleep(0.01)
+    }
+  }
   repeat {
     driver$poll_io(1000)
     line <- driver$read_output_lines(n = 1)

@@ -11,10 +11,15 @@ local_shiny <- function(..., app = "shiny", .local_envir = parent.frame()) {
 wait_output <- function(page, n, what = paste("the output shows", 2 * n)) {
   pattern <- paste0("^double=", 2 * n, " pid=([0-9]+)$")
   text <- ""
-  wait_until(function() {
-    text <<- page_eval(page, "(function() { var o = document.getElementById('result'); return o ? o.innerText : ''; })()")
-    grepl(pattern, text)
-  }, what, timeout = 60)
+  tryCatch(
+    wait_until(function() {
+      text <<- page_eval(page, "(function() { var o = document.getElementById('result'); return o ? o.innerText : ''; })()")
+      grepl(pattern, text)
+    }, what, timeout = 60),
+    error = function(e) {
+      stop(conditionMessage(e), "; the page shows: ", page_eval(page, "document.body.innerText"), call. = FALSE)
+    }
+  )
   as.integer(sub(pattern, "\\1", text))
 }
 
@@ -64,6 +69,8 @@ test_that("browser sessions spread over workers and each stays on its own", {
   }
   expect_equal(anyDuplicated(pids), 0L)
   expect_setequal(valve_workers(server)$pid, pids)
+  # Each worker counts its one session (its open WebSocket).
+  wait_until(function() all(valve_workers(server)$sessions == 1), "each worker counts its session")
 
   for (n in c(7, 11, 2)) {
     for (i in seq_along(pages)) set_n(pages[[i]], n + i)

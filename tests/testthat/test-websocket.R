@@ -45,11 +45,10 @@ test_that("text, binary, large and fragmented messages echo through valve", {
     expect_equal(echo$length, size)
     expect_equal(echo$sha256, sent$sha256)
   }
-  big_text <- strrep("valve ", 2^18)
-  sent <- ws_do(driver, "send", name = "a", text = big_text)
+  sent <- ws_do(driver, "send", name = "a", text = "valve ", times = 2^18)
   echo <- ws_do(driver, "recv", name = "a", timeout = 60)
   expect_equal(echo$type, "text")
-  expect_equal(echo$length, nchar(big_text))
+  expect_equal(echo$length, 6 * 2^18)
   expect_equal(echo$sha256, sent$sha256)
 
   # One message in three frames (a text frame and two continuations).
@@ -143,6 +142,7 @@ test_that("open WebSockets hold a place on their worker, not its request slot", 
     expect_equal(ws_pid(driver, name), pid)
   }
   # The only worker has three open WebSockets, and still answers plain requests, several at once.
+  wait_until(function() identical(valve_workers(server)$sessions, 3L), "the worker counts three WebSockets")
   answers <- http_parallel(rep(paste0(server$url, "/pid"), 4))
   expect_equal(vapply(answers, `[[`, 1L, "status"), rep(200L, 4))
   expect_equal(vapply(answers, function(a) jsonlite::fromJSON(a$body)$pid, 1L), rep(pid, 4))
@@ -150,4 +150,6 @@ test_that("open WebSockets hold a place on their worker, not its request slot", 
     expect_true(ws_do(driver, "send", name = name, text = name)$ok)
     expect_equal(ws_do(driver, "recv", name = name)$text, name)
   }
+  for (name in names) ws_do(driver, "close", name = name)
+  wait_until(function() identical(valve_workers(server)$sessions, 0L), "closed WebSockets give their places back")
 })

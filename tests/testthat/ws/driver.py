@@ -7,7 +7,7 @@ commands too. Every command is bounded by its own timeout (seconds, default 30).
 
 Commands ("name" names a connection):
   connect  url, headers, cdp   open it; a refused handshake answers its HTTP status
-  send     text | base64 | random (n bytes, as one binary frame) | fragments (texts, one message)
+  send     text (times: repeated) | base64 | random (n bytes, binary) | fragments (texts, one message)
   recv     the next message: text as text, binary as its length and sha256, or how it closed
   close    code: a clean close started by this side; answers the code the close ended with
   closed   wait until the peer or the network ends the connection; answers the code
@@ -82,7 +82,7 @@ async def connect(command):
 async def send(command):
     ws = connections[command["name"]]
     if "text" in command:
-        data = command["text"]
+        data = command["text"] * command.get("times", 1)
         sent = digest(data.encode())
     elif "base64" in command:
         data = base64.b64decode(command["base64"])
