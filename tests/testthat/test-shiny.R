@@ -162,3 +162,45 @@ test_that("a Shiny worker refuses HTTP and WebSockets that do not come through v
     expect_equal(connected$status, 403L)
   }
 })
+
+test_that("a worker with a live session is kept; one whose sessions all left stops after max_age", {
+  server <- local_shiny(n_min = 1, n_max = 2, max_sessions = 1, check_unused = 1, max_age = 2)
+  driver <- local_ws_driver()
+  local_chromium(driver)
+  first <- browser_page(driver, server$url)
+  kept <- wait_output(first, 5)
+  second <- browser_page(driver, server$url)
+  leaving <- wait_output(second, 5)
+  expect_false(kept == leaving)
+
+  # Longer than max_age plus a check: sessions that send nothing still hold their workers.
+  Sys.sleep(4)
+  expect_setequal(valve_workers(server)$pid, c(kept, leaving))
+  set_n(first, 6)
+  expect_equal(wait_output(first, 6), kept)
+
+  # The second browser goes away: its worker has no session left and stops, down to n_min.
+  cdp(driver, "Target.disposeBrowserContext", list(browserContextId = second$context))
+  wait_until(function() identical(valve_workers(server)$pid, kept), "the worker without sessions stops")
+  wait_until(function() !pid_alive(leaving), "its process exits")
+  set_n(first, 7)
+  expect_equal(wait_output(first, 7), kept)
+})
+
+test_that("preforked Shiny workers serve sessions, a new one on the worker with the fewest", {
+  server <- local_shiny(n_min = 2, n_max = 2, preload = TRUE)
+  driver <- local_ws_driver()
+  local_chromium(driver)
+  pages <- list()
+  pids <- integer()
+  for (i in 1:2) {
+    pages[[i]] <- browser_page(driver, server$url)
+    pids[i] <- wait_output(pages[[i]], 5)
+  }
+  # Room for 20 sessions on each, yet the second goes to the worker that has none.
+  expect_setequal(pids, valve_workers(server)$pid)
+  for (i in 1:2) {
+    set_n(pages[[i]], 10 + i)
+    expect_equal(wait_output(pages[[i]], 10 + i), pids[i])
+  }
+})
