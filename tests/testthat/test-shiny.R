@@ -204,3 +204,43 @@ test_that("preforked Shiny workers serve sessions, a new one on the worker with 
     expect_equal(wait_output(pages[[i]], 10 + i), pids[i])
   }
 })
+
+test_that("the command line serves a Shiny app: valve local --dir app", {
+  skip_if_no_engine()
+  cli <- system.file("bin", "valve", package = "valve", mustWork = TRUE)
+  port <- httpuv::randomPort()
+  p <- processx::process$new(cli, c("local", "--dir", normalizePath(test_api("shiny")), "--port", port,
+                                    "--max-sessions", "1", "--no-access-log"),
+                             stdout = "|", stderr = "|")
+  withr::defer(if (p$is_alive()) p$kill())
+  wait_until(function() {
+    if (!p$is_alive()) stop("valve exited: ", paste(p$read_all_error_lines(), collapse = "\n"))
+    any(grepl("valve is serving", p$read_output_lines(), fixed = TRUE))
+  }, "the CLI serves", timeout = 60)
+  url <- paste0("http://127.0.0.1:", port)
+  home <- curl::curl_fetch_memory(url, handle = curl::new_handle(timeout = 60))
+  expect_equal(home$status_code, 200L)
+  expect_match(rawToChar(home$content), "shiny.min.js", fixed = TRUE)
+  cookie <- sub(";.*", "", curl::parse_headers_list(home$headers)[["set-cookie"]])
+  expect_match(cookie, "^valve_session=")
+
+  # Shiny's own protocol on the session's WebSocket, as its JavaScript speaks it.
+  driver <- local_ws_driver()
+  connected <- ws_do(driver, "connect", name = "shiny", url = paste0("ws://127.0.0.1:", port, "/websocket/"),
+                     headers = list(Cookie = cookie))
+  expect_true(connected$ok)
+  init <- list(method = "init", data = list(n = 4, .clientdata_output_result_hidden = FALSE))
+  ws_do(driver, "send", name = "shiny", text = as.character(jsonlite::toJSON(init, auto_unbox = TRUE)))
+  values <- NULL
+  for (i in 1:20) {
+    message <- ws_do(driver, "recv", name = "shiny")
+    expect_true(message$ok)
+    values <- jsonlite::fromJSON(message$text)$values
+    if (!is.null(values$result)) break
+  }
+  expect_match(values$result, "^double=8 pid=[0-9]+$")
+
+  p$signal(tools::SIGTERM)
+  p$wait(30000)
+  expect_equal(p$get_exit_status(), 0L)
+})
