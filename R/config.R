@@ -124,6 +124,18 @@ api_source <- function(plumber_file, file_given, dir, api, upstream, per_pod, re
   list(mode = "file", file = check_plumber_file(plumber_file, call = call))
 }
 
+check_type <- function(type, call) {
+  choices <- c("auto", "plumber", "shiny")
+  if (identical(type, choices)) return("auto")
+  if (!is.character(type) || length(type) != 1 || !type %in% choices) {
+    valve_abort(
+      "{.arg type} must be one of {.or {.val {choices}}}, not {not_value(type)}.",
+      kind = "argument", call = call
+    )
+  }
+  type
+}
+
 check_api_dir <- function(dir, type, call) {
   if (!is.character(dir) || length(dir) != 1 || is.na(dir)) {
     valve_abort(

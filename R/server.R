@@ -128,7 +128,7 @@ valve_start <- function(plumber_file = "plumber.R", host = "127.0.0.1", port = 3
   # user called.
   if (identical(rlang::caller_fn(), valve_run)) rlang::local_error_call(rlang::caller_env())
   call <- rlang::current_env()
-  type <- rlang::arg_match(type, error_call = call)
+  type <- check_type(type, call = call)
   source <- api_source(plumber_file, file_given = !missing(plumber_file), dir = dir, api = api,
                        upstream = upstream, per_pod = per_pod, resolve_interval = resolve_interval,
                        type = type, call = call)

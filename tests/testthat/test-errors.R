@@ -18,10 +18,14 @@ test_that("bad arguments are classed errors that name the argument, before anyth
   expect_error(valve_start(api, 3000), "host", class = "valve_error_argument")
   expect_error(
     valve_start(api, "127.0.0.1", 0, 1, 3, 10, 300, 1000, 60, 300, 60, 1e6, 30, NULL, NULL, NULL, 1, 5, 0, 0, 0,
-                FALSE, FALSE, NULL, TRUE, TRUE),
+                FALSE, FALSE, NULL, TRUE, "auto", 20, TRUE),
     "must be named", class = "valve_error_argument"
   )
   expect_error(valve_start(api, quiet = TRUE), "quiet", class = "valve_error_argument")
+  expect_error(valve_start(api, type = "shiny"), "says what .*dir", class = "valve_error_argument")
+  expect_error(valve_start(api, type = "flask"), "type", class = "valve_error_argument")
+  expect_error(valve_start(api, max_sessions = 0), "max_sessions", class = "valve_error_argument")
+  expect_error(valve_start(dir = test_path("apis"), type = "shiny"), "not a Shiny app", class = "valve_error_argument")
   expect_error(valve_stop("server"), "valve_start", class = "valve_error_argument")
 })
 

@@ -1,5 +1,6 @@
 package dev.valve;
 
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertNull;
@@ -276,5 +277,48 @@ class HttpCompatibilityTest extends StubEngineTest {
     private List<String> drainedLog() {
         log.addAll(List.of(valve.drainLog()));
         return log;
+    }
+
+    private static final String WEBSOCKET_HANDSHAKE = "Host: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            + "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+
+    @Test
+    void aWebSocketIsTunnelledAndHoldsAPlaceNotTheWorker() throws Exception {
+        start();
+        try (RawHttp socket = new RawHttp(port)) {
+            socket.send("GET /ws?room=1 HTTP/1.1\r\n" + WEBSOCKET_HANDSHAKE);
+            RawHttp.Response handshake = socket.read(true);
+            assertEquals(101, handshake.status());
+            assertEquals("s3pPLMBiTxaQ9kYGzzhZRbK+xOo=", handshake.header("sec-websocket-accept"));
+            assertEquals("websocket", handshake.header("upgrade"));
+            assertTrue(handshake.header("x-request-id") != null);
+            StubWorker.Received received = worker().received.poll();
+            assertEquals("/ws?room=1", received.target());
+            assertEquals(List.of("test-secret"), received.headers().get("x-valve-secret"));
+
+            // A masked text frame "hello": the stub echoes bytes, the tunnel carries them both ways.
+            byte[] frame = {(byte) 0x81, (byte) 0x85, 1, 2, 3, 4, 'h' ^ 1, 'e' ^ 2, 'l' ^ 3, 'l' ^ 4, 'o' ^ 1};
+            socket.out.write(frame);
+            socket.out.flush();
+            assertArrayEquals(frame, socket.in.readNBytes(frame.length));
+
+            // n_max = 1 and the socket is open: its worker still answers requests.
+            assertEquals(200, RawHttp.get(port, "/plain").status());
+            assertTrue(valve.statusJson().contains("\"sessions\":1"), valve.statusJson());
+        }
+        Await.until("the place is given back when the client leaves",
+                () -> valve.statusJson().contains("\"sessions\":0"));
+    }
+
+    @Test
+    void aHandshakeTheWorkerRefusesIsPassedOnAndTheConnectionServesOn() throws Exception {
+        start();
+        try (RawHttp http = new RawHttp(port)) {
+            http.send("GET /status?code=403 HTTP/1.1\r\n" + WEBSOCKET_HANDSHAKE);
+            assertEquals(403, http.read(false).status());
+            http.send("GET /after HTTP/1.1\r\nHost: x\r\n\r\n");
+            assertEquals(200, http.read(false).status());
+        }
+        assertTrue(valve.statusJson().contains("\"sessions\":0"), valve.statusJson());
     }
 }

@@ -57,6 +57,21 @@ class MainTest {
     }
 
     @Test
+    void typeSaysWhatADirectoryHolds() {
+        assertEquals("auto", Main.parse(new String[0], Map.of()).get("type"));
+        assertEquals("20", Main.parse(new String[0], Map.of()).get("max-sessions"));
+        assertTrue(assertThrows(IllegalArgumentException.class,
+                () -> Main.config(Main.parse(new String[] {"--type", "shiny"}, Map.of()))).getMessage()
+                .contains("give --dir too"));
+        assertTrue(assertThrows(IllegalArgumentException.class,
+                () -> Main.config(Main.parse(new String[] {"--type", "flask", "--dir", "/tmp"}, Map.of()))).getMessage()
+                .contains("--type must be auto, plumber or shiny, not 'flask'"));
+        assertTrue(assertThrows(IllegalArgumentException.class,
+                () -> Main.config(Main.parse(new String[] {"--dir", "/tmp", "--max-sessions", "0"}, Map.of())))
+                .getMessage().contains("max_sessions must be a whole number >= 1"));
+    }
+
+    @Test
     void mistakesAreRefusedWithTheirName() {
         assertTrue(assertThrows(IllegalArgumentException.class, () -> Main.parse(new String[] {"--nope", "1"}, Map.of()))
                 .getMessage().contains("--nope"));

@@ -44,7 +44,7 @@ class ValveConfigTest {
         assertEquals(List.of("host", "port", "n_min", "n_max", "check_unused", "max_age", "queue_max", "queue_timeout",
                 "request_timeout", "startup_timeout", "max_body_size", "client_timeout", "per_pod",
                 "resolve_interval", "max_requests", "max_requests_jitter", "max_worker_memory", "watch", "preload",
-                "admin_port", "access_log"),
+                "admin_port", "access_log", "max_sessions"),
                 List.copyOf(defaults.keySet()));
         assertEquals(268435456, ((Number) defaults.get("max_body_size")).longValue());
 
@@ -100,7 +100,7 @@ class ValveConfigTest {
     @Test
     void theWorkerMemberIsCheckedToo() throws Exception {
         assertTrue(refusal(Map.of("worker", Map.of("mode", "rds", "path", dir.toString())))
-                .contains("worker.mode must be one of file, dir, api, not rds"));
+                .contains("worker.mode must be one of file, dir, shiny, api, not rds"));
         assertTrue(refusal(Map.of("worker", Map.of("mode", "file", "path", "plumber.R")))
                 .contains("worker.path must be an absolute path, not plumber.R"));
         assertTrue(refusal(Map.of("worker", Map.of("mode", "file", "path", dir.resolve("none.R").toString())))

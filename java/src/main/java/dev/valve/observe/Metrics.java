@@ -139,6 +139,8 @@ final class Metrics {
             workers.put("idle", status.idle());
             workers.put("busy", status.busy());
             snapshots.add(gauge("valve_workers", "Workers (pod slots in service mode) by state", "state", workers));
+            snapshots.add(gauge("valve_websockets", "Open WebSocket connections (for a Shiny app, its live sessions)",
+                    null, Map.of("", status.upstreams().stream().mapToInt(PoolStatus.UpstreamStatus::sessions).sum())));
             snapshots.add(counter("valve_worker_starts", "Workers that became ready (pod slots admitted in service mode)",
                     null, Map.of("", status.started())));
             snapshots.add(counter("valve_worker_start_failures", "Worker launches that failed", null,

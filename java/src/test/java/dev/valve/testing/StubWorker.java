@@ -197,7 +197,7 @@ public final class StubWorker implements Upstream, ManagedProcess {
                 int now = inFlight.incrementAndGet();
                 maxInFlight.accumulateAndGet(now, Math::max);
                 try {
-                    respond(request, out, keepAlive);
+                    respond(request, in, out, keepAlive);
                 } finally {
                     inFlight.decrementAndGet();
                 }
@@ -223,7 +223,8 @@ public final class StubWorker implements Upstream, ManagedProcess {
         }
     }
 
-    private void respond(Received request, OutputStream out, boolean keepAlive) throws IOException, InterruptedException {
+    private void respond(Received request, InputStream in, OutputStream out, boolean keepAlive)
+            throws IOException, InterruptedException {
         String connection = keepAlive ? null : "close";
         String path = request.target().replaceFirst("\\?.*", "");
         String query = request.target().contains("?") ? request.target().replaceFirst("^[^?]*\\?", "") : "";
@@ -257,6 +258,24 @@ public final class StubWorker implements Upstream, ManagedProcess {
                 send(out, code, Map.of("ETag", "\"v1\""), new byte[0], connection);
             }
             case "/bad-header" -> send(out, 200, Map.of("X Bad", "1"), "ok".getBytes(StandardCharsets.UTF_8), connection);
+            case "/ws" -> {
+                // A WebSocket endpoint that echoes every byte: the tunnel carries frames as they are.
+                if (!List.of("websocket").equals(request.headers().get("upgrade"))) {
+                    send(out, 426, Map.of("Upgrade", "websocket"), new byte[0], connection);
+                    return;
+                }
+                String key = request.headers().get("sec-websocket-key").get(0);
+                writeHead(out, 101, Map.of("Upgrade", "websocket", "Connection", "Upgrade",
+                        "Sec-WebSocket-Accept", websocketAccept(key)), null);
+                out.flush();
+                int count;
+                byte[] buffer = new byte[8192];
+                while ((count = in.read(buffer)) >= 0) {
+                    out.write(buffer, 0, count);
+                    out.flush();
+                }
+                throw new InterruptedException("the WebSocket ended");
+            }
             case "/die" -> crash();
             case "/die-mid-body" -> {
                 writeHead(out, 200, Map.of("Content-Length", "1000000"), connection);
@@ -308,6 +327,17 @@ public final class StubWorker implements Upstream, ManagedProcess {
         }
         headers.forEach((name, value) -> head.append(name).append(": ").append(value).append("\r\n"));
         out.write(head.append("\r\n").toString().getBytes(StandardCharsets.US_ASCII));
+    }
+
+    /** RFC 6455 4.2.2: the key with the protocol's GUID, hashed. */
+    private static String websocketAccept(String key) {
+        try {
+            byte[] digest = java.security.MessageDigest.getInstance("SHA-1").digest(
+                    (key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").getBytes(StandardCharsets.US_ASCII));
+            return java.util.Base64.getEncoder().encodeToString(digest);
+        } catch (java.security.NoSuchAlgorithmException e) {
+            throw new IllegalStateException(e);
+        }
     }
 
     private static void writeChunk(OutputStream out, String text) throws IOException {
