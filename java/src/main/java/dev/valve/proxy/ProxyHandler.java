@@ -14,6 +14,7 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.Set;
 import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.function.Consumer;
 
 import dev.valve.log.LogSink;
 import dev.valve.observe.Exchange;
@@ -57,9 +58,11 @@ public final class ProxyHandler implements Handler, AutoCloseable {
      * @param maxHeaderBytes largest request head (all header lines) accepted; larger gets 431
      * @param secret         sent to local workers in {@link #SECRET_HEADER}, which refuse requests
      *                       without it; null when the upstreams are not ours (service mode)
+     * @param route          the path prefix of the app this handler serves, which its workers do
+     *                       not see ({@link Routes}); {@code /} for every path, passed on as it is
      */
     public record Settings(long maxBodySize, int memoryBuffer, Duration requestTimeout, Path spoolDirectory,
-                           int maxHeaderBytes, String secret) {
+                           int maxHeaderBytes, String secret, String route) {
         @Override
         public String toString() {
             return "Settings[secret hidden]";
@@ -91,7 +94,8 @@ public final class ProxyHandler implements Handler, AutoCloseable {
     private final ErrorAnswers answers;
     private final Observer observer;
     private final KeptConnections kept = new KeptConnections();
-    private final MemoryBudget memory = MemoryBudget.quarterOfHeap();
+    /** One for every handler in the JVM (an engine may have one per route): it bounds the heap they share. */
+    private static final MemoryBudget memory = MemoryBudget.quarterOfHeap();
 
     /**
      * @param stallGuard limits body reads to the client timeout; owned by the caller
@@ -119,15 +123,28 @@ public final class ProxyHandler implements Handler, AutoCloseable {
 
     @Override
     public void handle(ServerRequest req, ServerResponse res) {
+        serve(req, res, observer, settings.route(), exchange -> forward(req, res, exchange));
+    }
+
+    /**
+     * The story of every request around its answer: its {@link Exchange}, its request id, the
+     * close a client asked for, and its record once it ends. {@link Routes} tells a request for
+     * no route the same way.
+     *
+     * @param route the route's prefix, or null for none
+     */
+    static void serve(ServerRequest req, ServerResponse res, Observer observer, String route,
+                      Consumer<Exchange> answer) {
         Exchange exchange = new Exchange(peerAddress(req), req.prologue().method().text(), target(req), protocol(req),
                 req.headers().first(HeaderNames.REFERER).orElse(null),
                 req.headers().first(HeaderNames.USER_AGENT).orElse(null), RequestIds.choose(req.headers()));
+        exchange.routed(route);
         res.header(RequestIds.HEADER, exchange.requestId());
         // Helidon's isSent() stays false for some complete answers (an encoded body goes out as a
         // stream): a forward that returned has answered in full.
         boolean answered = false;
         try {
-            forward(req, res, exchange);
+            answer.accept(exchange);
             answered = true;
             if (clientWantsClose(req)) {
                 // Helidon 4.5 answers "Connection: close" but keeps the connection open
@@ -252,7 +269,8 @@ public final class ProxyHandler implements Handler, AutoCloseable {
             throws IOException {
         UpstreamConnection.Response answer;
         try {
-            answer = call.send(req.prologue().method().text(), target(req), forwardHeaders(req, exchange), body,
+            answer = call.send(req.prologue().method().text(), Routes.strip(settings.route(), target(req)),
+                    forwardHeaders(req, exchange), body,
                     req.prologue().method().equals(Method.HEAD), settings.requestTimeout());
             copyHeaders(answer, res);
         } catch (UpstreamCall.FailedException e) {
@@ -330,7 +348,8 @@ public final class ProxyHandler implements Handler, AutoCloseable {
             if (hop.contains(header) || name.equals(HeaderNames.CONTENT_LENGTH) || name.equals(HeaderNames.EXPECT)
                     || name.equals(SECRET_HEADER) || name.equals(HTTP10_MARKER)
                     || name.equals(HeaderNames.X_FORWARDED_FOR) || name.equals(HeaderNames.X_FORWARDED_PROTO)
-                    || name.equals(HeaderNames.X_FORWARDED_HOST) || name.equals(RequestIds.HEADER)) {
+                    || name.equals(HeaderNames.X_FORWARDED_HOST) || name.equals(RequestIds.HEADER)
+                    || name.equals(Routes.PREFIX_HEADER) && Routes.hasPrefix(settings.route())) {
                 continue;
             }
             for (String value : header.allValues()) {
@@ -341,6 +360,10 @@ public final class ProxyHandler implements Handler, AutoCloseable {
         out.add(new String[] {"X-Forwarded-For", forwardedFor(req)});
         out.add(new String[] {"X-Forwarded-Proto", req.isSecure() ? "https" : "http"});
         in.first(HeaderNames.HOST).ifPresent(host -> out.add(new String[] {"X-Forwarded-Host", host}));
+        if (Routes.hasPrefix(settings.route())) {
+            out.add(new String[] {Routes.PREFIX_HEADER.defaultCase(),
+                    Routes.forwardedPrefix(in.first(Routes.PREFIX_HEADER).orElse(null), settings.route())});
+        }
         if (settings.secret() != null) {
             out.add(new String[] {SECRET_HEADER.defaultCase(), settings.secret()});
         }
