@@ -113,7 +113,8 @@ routes_config <- function(routes, run_args, call) {
     }
     c(list(worker = worker_spec(app$source, run_args)), app_settings_json(app$settings))
   })
-  stats::setNames(apps, names(routes))
+  names(apps) <- names(routes)
+  apps
 }
 
 # Settings as the engine's JSON types: whole numbers as integers, seconds as doubles.
