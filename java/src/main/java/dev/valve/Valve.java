@@ -17,8 +17,9 @@ import java.util.List;
 import java.util.Map;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ExecutionException;
-import java.util.concurrent.TimeUnit;
+import java.util.concurrent.CompletionException;
 import java.util.concurrent.CopyOnWriteArrayList;
+import java.util.concurrent.TimeUnit;
 import java.util.concurrent.TimeoutException;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicReference;
@@ -89,6 +90,18 @@ public final class Valve implements AutoCloseable {
     private record App(ValveConfig.Route route, WorkerPool pool, ProxyHandler handler, String named) {
         String prefix() {
             return route.prefix();
+        }
+
+        /** The pool's future, failing with a message that names the route (a single app's as it is). */
+        CompletableFuture<Void> naming(CompletableFuture<Void> outcome) {
+            if (named.isEmpty()) {
+                return outcome;
+            }
+            return outcome.exceptionallyCompose(error -> {
+                Throwable cause = error instanceof CompletionException && error.getCause() != null
+                        ? error.getCause() : error;
+                return CompletableFuture.failedFuture(new IllegalStateException(named + cause.getMessage(), cause));
+            });
         }
     }
 
@@ -329,14 +342,10 @@ public final class Valve implements AutoCloseable {
         return out;
     }
 
-    /** Every pool's first workers; the first failure names its route. */
+    /** Every pool's first workers; a failure names its route. */
     private static CompletableFuture<Void> startAll(List<App> apps) {
-        List<CompletableFuture<Void>> started = new ArrayList<>();
-        for (App app : apps) {
-            started.add(app.pool().start().exceptionallyCompose(error -> CompletableFuture.failedFuture(
-                    new IllegalStateException(app.named() + rootMessage(error), error))));
-        }
-        return CompletableFuture.allOf(started.toArray(CompletableFuture[]::new));
+        return CompletableFuture.allOf(apps.stream().map(app -> app.naming(app.pool().start()))
+                .toArray(CompletableFuture[]::new));
     }
 
     private void watchSources() throws ValveException {
@@ -346,7 +355,7 @@ public final class Valve implements AutoCloseable {
             }
             Path directory = app.route().app().worker().workingDirectory();
             try {
-                watchers.add(new SourceWatcher(directory, changed -> reloadInBackground(app,
+                watchers.add(new SourceWatcher(directory, changed -> startReload(app,
                         String.join(", ", changed) + " changed")));
             } catch (IOException e) {
                 stop(0);
@@ -389,24 +398,20 @@ public final class Valve implements AutoCloseable {
         }
     }
 
-    /** A reload of every app that reports its outcome in the log instead of waiting for it: SIGHUP. */
+    /**
+     * A reload of every app that reports its outcome in the log instead of waiting for it:
+     * SIGHUP. ({@code watch} reloads the one app whose sources changed.)
+     */
     void reloadInBackground(String why) {
         if (discovery == null) {
             apps.forEach(app -> startReload(app, why));
         }
     }
 
-    /** One app's reload in the background: {@code watch} saw its sources change. */
-    private void reloadInBackground(App app, String why) {
-        startReload(app, why);
-    }
-
     private CompletableFuture<Void> startReload(App app, String why) {
         String named = app.named();
         log.add("valve", named + "reloading (" + why + "): new workers start with the current code");
-        return app.pool().reload()
-                .exceptionallyCompose(error -> CompletableFuture.failedFuture(
-                        new IllegalStateException(named + rootMessage(error), error)))
+        return app.naming(app.pool().reload())
                 .whenComplete((done, error) -> log.add("valve", error == null
                         ? named + "reloaded: new workers serve; the old ones leave after their requests"
                         : "the reload failed, so the running workers keep serving: " + error.getMessage()));

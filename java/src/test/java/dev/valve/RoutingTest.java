@@ -206,6 +206,21 @@ class RoutingTest {
         assertTrue(ready.body().contains("/slow: 1 worker(s) ready; /fast: 2 worker(s) ready"), ready.body());
     }
 
+    @Test
+    void aRouteWhoseWorkersCannotStartIsNamed() throws Exception {
+        StubLauncher broken = new StubLauncher();
+        broken.failing.set(true);
+        launchers.put("/broken", broken);
+        Map<String, Map<String, Object>> routes = new LinkedHashMap<>();
+        routes.put("/fine", Map.of());
+        routes.put("/broken", Map.of());
+        ValveException e = org.junit.jupiter.api.Assertions.assertThrows(ValveException.class,
+                () -> start(Map.of("startup_timeout", 2), routes));
+        assertEquals(ValveException.STARTUP, e.kind());
+        assertTrue(e.getMessage().startsWith("route /broken: worker 1 exited: Error in library(missing)"),
+                e.getMessage());
+    }
+
     private int queued(String prefix) {
         try {
             for (JsonNode route : JSON.readTree(valve.statusJson()).get("routes")) {
