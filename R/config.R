@@ -1,16 +1,19 @@
 # Turns valve_start()'s arguments into the engine's configuration, checking each one first so
 # that a mistake is reported by name before any process starts.
 
+# With a config file (source$mode "config"), only the arguments `given` are sent, to override
+# the file's; rules between two arguments are then the engine's, which sees the file too.
 valve_config <- function(source, host, port, n_min, n_max, check_unused, max_age,
                          queue_max, queue_timeout, request_timeout, startup_timeout,
                          max_body_size, client_timeout, max_requests, max_requests_jitter,
                          max_worker_memory, watch, preload, admin_port, access_log, max_sessions,
-                         run_args, call = rlang::caller_env()) {
+                         run_args, given = NULL, call = rlang::caller_env()) {
+  from_file <- source$mode == "config"
   check_host(host, call = call)
   check_whole(port, "port", min = 0, max = 65535, call = call)
   check_whole(n_min, "n_min", min = 0, call = call)
   check_whole(n_max, "n_max", min = 1, call = call)
-  if (n_min > n_max) {
+  if (!from_file && n_min > n_max) {
     valve_abort(
       c("{.arg n_min} ({n_min}) must not be larger than {.arg n_max} ({n_max}).",
         i = "Lower {.arg n_min} or raise {.arg n_max}."),
@@ -32,7 +35,7 @@ valve_config <- function(source, host, port, n_min, n_max, check_unused, max_age
   check_flag(preload, "preload", call = call)
   if (!is.null(admin_port)) {
     check_whole(admin_port, "admin_port", min = 0, max = 65535, call = call)
-    if (admin_port != 0 && admin_port == port) {
+    if (!from_file && admin_port != 0 && admin_port == port) {
       valve_abort(
         c("{.arg admin_port} ({admin_port}) must differ from {.arg port}.",
           i = "The admin listener is a port of its own; {.code admin_port = 0} picks a free one."),
@@ -66,24 +69,40 @@ valve_config <- function(source, host, port, n_min, n_max, check_unused, max_age
     access_log = access_log,
     max_sessions = as.integer(max_sessions)
   )
-  if (source$mode == "service") {
-    c(engine, list(upstream = source$upstream, per_pod = source$per_pod, resolve_interval = source$resolve_interval))
-  } else {
+  switch(source$mode,
+    config = config_file_config(source$config, engine[intersect(names(engine), given)], run_args, call = call),
+    service = c(engine, list(upstream = source$upstream, per_pod = source$per_pod,
+                             resolve_interval = source$resolve_interval)),
+    routes = c(engine, list(routes = routes_config(source$routes, run_args, call = call))),
     c(engine, list(worker = worker_spec(source, run_args)))
-  }
+  )
 }
 
 # Where requests go: local workers running a plumber file, a directory or a function, or the
 # pods behind a service name. Exactly one.
 api_source <- function(plumber_file, file_given, dir, api, upstream, per_pod, resolve_interval,
-                       type = "auto", call = rlang::caller_env()) {
-  given <- c(plumber_file = file_given, dir = !is.null(dir), api = !is.null(api), upstream = !is.null(upstream))
+                       type = "auto", routes = NULL, config = NULL, call = rlang::caller_env()) {
+  given <- c(plumber_file = file_given, dir = !is.null(dir), api = !is.null(api), upstream = !is.null(upstream),
+             routes = !is.null(routes), config = !is.null(config))
   if (sum(given) > 1) {
     valve_abort(
       c("Give only one of {.arg {names(given)[given]}}.",
-        i = "{.arg plumber_file} serves a file, {.arg dir} a directory, {.arg api} a router built by a function, {.arg upstream} the pods of a service."),
+        i = "{.arg plumber_file} serves a file, {.arg dir} a directory, {.arg api} a router built by a function, {.arg upstream} the pods of a service, {.arg routes} several apps by path prefix, {.arg config} what a config file says."),
       kind = "argument", call = call
     )
+  }
+  if (type != "auto" && is.null(dir)) {
+    valve_abort(
+      c("{.arg type} says what {.arg dir} holds, and no {.arg dir} was given.",
+        i = "Serve a Shiny app with {.code valve_run(dir = \"app\")}."),
+      kind = "argument", call = call
+    )
+  }
+  if (!is.null(config)) {
+    return(list(mode = "config", config = config))
+  }
+  if (!is.null(routes)) {
+    return(list(mode = "routes", routes = routes))
   }
   if (!is.null(upstream)) {
     if (!is.character(upstream) || length(upstream) != 1 || !grepl("^http://[^/:]+(:[0-9]+)?/?$", upstream)) {
@@ -103,13 +122,6 @@ api_source <- function(plumber_file, file_given, dir, api, upstream, per_pod, re
     # "auto" leaves the choice to the engine (dev.valve.worker.WorkerSpec), which makes it for
     # the command line too; the check above only refuses a directory that holds neither.
     return(list(mode = if (type == "shiny") "shiny" else "dir", dir = dir))
-  }
-  if (type != "auto") {
-    valve_abort(
-      c("{.arg type} says what {.arg dir} holds, and no {.arg dir} was given.",
-        i = "Serve a Shiny app with {.code valve_run(dir = \"app\")}."),
-      kind = "argument", call = call
-    )
   }
   if (!is.null(api)) {
     if (!is.function(api)) {
@@ -176,11 +188,6 @@ check_api_dir <- function(dir, type, call) {
 # function) travel as RDS files in this session's temporary directory; the engine deletes them
 # when it stops.
 worker_spec <- function(source, run_args) {
-  save_rds <- function(object, prefix) {
-    path <- tempfile(prefix, fileext = ".rds")
-    saveRDS(object, path)
-    path
-  }
   list(
     mode = source$mode,
     path = switch(source$mode,
@@ -191,9 +198,20 @@ worker_spec <- function(source, run_args) {
     ),
     rscript = file.path(R.home("bin"), "Rscript"),
     lib_paths = as.list(.libPaths()),
-    run_args = if (length(run_args) > 0) save_rds(run_args, "valve-run-args-"),
+    run_args = save_run_args(run_args),
     directory = if (source$mode == "api") getwd()
   )
+}
+
+save_rds <- function(object, prefix) {
+  path <- tempfile(prefix, fileext = ".rds")
+  saveRDS(object, path)
+  path
+}
+
+# The pr_run() arguments for the workers, as an RDS file; NULL when there are none.
+save_run_args <- function(run_args) {
+  if (length(run_args) > 0) save_rds(run_args, "valve-run-args-")
 }
 
 check_plumber_file <- function(path, call) {

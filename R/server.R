@@ -89,6 +89,21 @@
 #'   (`max_requests`, `max_worker_memory`) do not apply.
 #' @param per_pod Service mode: requests one pod may have in flight at once.
 #' @param resolve_interval Service mode: seconds between look-ups of the service name.
+#' @param routes Instead of `plumber_file`: several apps behind one port, as a named list by
+#'   path prefix, each a plumber file, a directory or a [valve_app()] with settings of its own,
+#'   such as `list("/api" = "api/plumber.R", "/admin" = valve_app("admin/", n_max = 4))`. Each
+#'   app has its own pool of workers, sized and timed by its own settings, which default to the
+#'   arguments given here. A request goes to the app of the longest prefix that matches its path
+#'   in whole segments (`/api` takes `/api` and `/api/x`, not `/apix`), compared as the client
+#'   sent it (not decoded); the app's workers see the path without the prefix and the prefix in
+#'   `X-Forwarded-Prefix`. A path no route takes is answered `404` by valve. `"/"` may be a route
+#'   (it takes what no other route does, and its paths are passed on as they are). See "Several
+#'   apps" in the README.
+#' @param config Instead of `plumber_file`: the path of a YAML config file, the one the command
+#'   line reads with `--config` (see the README for its keys: these arguments by name, and
+#'   `routes`). The arguments given here override the file's settings; paths in the file are
+#'   relative to the file's directory. A mistake in the file is an error of class
+#'   `valve_error_config` that names the key.
 #' @param ... Named arguments passed on to [plumber::pr_run()] in every worker, such as
 #'   `docs = FALSE`. `host`, `port` and `quiet` are set by valve.
 #' @section Errors:
@@ -123,7 +138,8 @@ valve_start <- function(plumber_file = "plumber.R", host = "127.0.0.1", port = 3
                         client_timeout = 30, dir = NULL, api = NULL, upstream = NULL,
                         per_pod = 1, resolve_interval = 5, max_requests = 0, max_requests_jitter = 0,
                         max_worker_memory = 0, watch = FALSE, preload = FALSE, admin_port = NULL,
-                        access_log = TRUE, type = c("auto", "plumber", "shiny"), max_sessions = 20, ...) {
+                        access_log = TRUE, type = c("auto", "plumber", "shiny"), max_sessions = 20,
+                        routes = NULL, config = NULL, ...) {
   # valve_run() forwards its arguments here: errors then name valve_run(), the function the
   # user called.
   if (identical(rlang::caller_fn(), valve_run)) rlang::local_error_call(rlang::caller_env())
@@ -131,7 +147,10 @@ valve_start <- function(plumber_file = "plumber.R", host = "127.0.0.1", port = 3
   type <- check_type(type, call = call)
   source <- api_source(plumber_file, file_given = !missing(plumber_file), dir = dir, api = api,
                        upstream = upstream, per_pod = per_pod, resolve_interval = resolve_interval,
-                       type = type, call = call)
+                       type = type, routes = routes, config = config, call = call)
+  # With a config file, the arguments given here override the file's settings, and no others.
+  arguments <- setdiff(names(formals()), "...")
+  given <- arguments[!vapply(arguments, function(name) eval(call("missing", as.name(name)), call), logical(1))]
   config <- valve_config(
     source = source, host = host, port = port, n_min = n_min, n_max = n_max,
     check_unused = check_unused, max_age = max_age, queue_max = queue_max,
@@ -140,7 +159,7 @@ valve_start <- function(plumber_file = "plumber.R", host = "127.0.0.1", port = 3
     client_timeout = client_timeout, max_requests = max_requests,
     max_requests_jitter = max_requests_jitter, max_worker_memory = max_worker_memory,
     watch = watch, preload = preload, admin_port = admin_port, access_log = access_log,
-    max_sessions = max_sessions, run_args = list(...), call = call
+    max_sessions = max_sessions, run_args = list(...), given = given, call = call
   )
   new_valve_server(engine_start(config, call = call), call = call)
 }
@@ -232,8 +251,11 @@ valve_run <- function(plumber_file = "plumber.R", ...) {
   tryCatch(
     {
       upstream <- list(...)[["upstream"]]
-      serving <- if (is.null(upstream)) {
-        status <- engine_status(server$engine)
+      status <- engine_status(server$engine)
+      prefixes <- status$routes$prefix
+      serving <- if (length(prefixes) > 1 || !identical(prefixes, "/")) {
+        "valve is serving {.url {server$url}}: {.val {prefixes}}, each with workers of its own."
+      } else if (is.null(upstream)) {
         "valve is serving {.url {server$url}} with {status$n_min} to {status$n_max} worker{?s}."
       } else {
         "valve is serving {.url {server$url}} from the pods of {.url {upstream}}."
@@ -288,8 +310,8 @@ valve_logs <- function(server) {
 #' @return A data frame with one row per ready worker: `name`, `pid`, `port`, `busy`,
 #'   `requests` (answered or in flight), `max_in_flight` (the most requests it ever had at
 #'   once, which valve keeps at 1; a Shiny app's requests share their session's worker and do
-#'   not count here) and `sessions` (open WebSocket connections: for a Shiny app, its live
-#'   sessions).
+#'   not count here), `sessions` (open WebSocket connections: for a Shiny app, its live
+#'   sessions) and `route` (the prefix of its app; `"/"` for a single app).
 #' @export
 valve_workers <- function(server) {
   check_server(server)
@@ -297,14 +319,14 @@ valve_workers <- function(server) {
   if (length(workers) == 0) {
     return(data.frame(
       name = character(), pid = integer(), port = integer(), busy = logical(),
-      requests = numeric(), max_in_flight = integer(), sessions = integer()
+      requests = numeric(), max_in_flight = integer(), sessions = integer(), route = character()
     ))
   }
   data.frame(
     name = workers$name, pid = as.integer(workers$pid), port = as.integer(workers$port),
     busy = workers$busy, requests = workers$requests,
     max_in_flight = as.integer(workers$max_in_flight),
-    sessions = as.integer(workers$sessions)
+    sessions = as.integer(workers$sessions), route = workers$route
   )
 }
 
@@ -319,7 +341,20 @@ format.valve_server <- function(x, ...) {
       pool$busy, pool$idle, pool$starting, status$n_min, status$n_max, pool$queued,
       if (pool$queued == 1) "" else "s"
     ),
+    route_lines(status$routes),
     if (!is.null(status$admin_url)) paste0("  admin: ", status$admin_url, " (/metrics, /healthz, /readyz, /status)")
+  )
+}
+
+# One line per route when there are several (a single app is the one route "/").
+route_lines <- function(routes) {
+  if (NROW(routes) < 2 && identical(routes$prefix, "/")) {
+    return(character())
+  }
+  pool <- routes$pool
+  sprintf(
+    "  %s: %d busy, %d idle, %d starting (n_min %d, n_max %d); %d queued",
+    routes$prefix, pool$busy, pool$idle, pool$starting, routes$n_min, routes$n_max, pool$queued
   )
 }
 
@@ -334,8 +369,10 @@ format.valve_server <- function(x, ...) {
 #' @return A list of class `valve_status`: `state`, `url`, `admin_url`, `upstream`, `n_min`,
 #'   `n_max`, `ready` and `readiness` (what `/readyz` says), `time`, `pool` (`starting`, `idle`,
 #'   `busy`, `queued`, `started`, `failed`, `exits` by reason and `upstreams`, one row per
-#'   worker), `requests` (counts by status code), `errors` (counts by `"<code> <reason>"`) and
-#'   `recent` (the latest requests, newest first). Print it for a summary.
+#'   worker), `requests` (counts by status code), `errors` (counts by `"<code> <reason>"`),
+#'   `routes` (a data frame with one row per route: `prefix`, `n_min`, `n_max`, `ready`,
+#'   `readiness`, and its own `pool`, `requests` and `errors`; a single app is the one route
+#'   `"/"`) and `recent` (the latest requests, newest first). Print it for a summary.
 #' @export
 valve_status <- function(server) {
   check_server(server)
@@ -354,6 +391,7 @@ format.valve_status <- function(x, ...) {
            ": ", x$readiness, ")"),
     sprintf("  workers: %d busy, %d idle, %d starting; %d request%s queued", pool$busy, pool$idle,
             pool$starting, pool$queued, if (pool$queued == 1) "" else "s"),
+    route_lines(x$routes),
     paste0("  requests by status: ", counts(x$requests)),
     paste0("  valve's own errors: ", counts(x$errors)),
     paste0("  workers stopped: ", counts(pool$exits))

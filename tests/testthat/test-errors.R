@@ -18,7 +18,7 @@ test_that("bad arguments are classed errors that name the argument, before anyth
   expect_error(valve_start(api, 3000), "host", class = "valve_error_argument")
   expect_error(
     valve_start(api, "127.0.0.1", 0, 1, 3, 10, 300, 1000, 60, 300, 60, 1e6, 30, NULL, NULL, NULL, 1, 5, 0, 0, 0,
-                FALSE, FALSE, NULL, TRUE, "auto", 20, TRUE),
+                FALSE, FALSE, NULL, TRUE, "auto", 20, NULL, NULL, TRUE),
     "must be named", class = "valve_error_argument"
   )
   expect_error(valve_start(api, quiet = TRUE), "quiet", class = "valve_error_argument")

@@ -7,7 +7,12 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
+import java.util.Set;
 import java.util.concurrent.CountDownLatch;
+import java.util.function.BiConsumer;
+import java.util.function.Predicate;
+
+import com.fasterxml.jackson.databind.node.ObjectNode;
 
 import dev.valve.log.LogSink;
 import dev.valve.worker.WorkerProtocol;
@@ -65,6 +70,8 @@ public final class Main {
     }
 
     private static final List<Option> OPTIONS = List.of(
+            new Option("config", "-c", "VALVE_CONFIG", null, "YAML file of settings and routes (see the README); "
+                    + "options and variables given override it"),
             Option.engine("host", "-h", "address to listen on (0.0.0.0: every interface)"),
             Option.engine("port", "-p", "port to listen on (also read from PORT)"),
             new Option("file", "-f", "VALVE_FILE", "plumber.R", "plumber file each worker runs"),
@@ -110,9 +117,11 @@ public final class Main {
 
     /** Runs the command; returns only on errors (a running server ends with the JVM). */
     static int run(String[] args, Map<String, String> env, PrintStream out, PrintStream err) {
+        Map<String, String> given;
         Map<String, String> values;
         try {
-            values = parse(args, env);
+            given = given(args, env);
+            values = withFallbacks(given);
         } catch (IllegalArgumentException e) {
             err.println("valve: " + e.getMessage());
             err.println("Try 'valve --help'.");
@@ -128,7 +137,7 @@ public final class Main {
         }
         ValveConfig config;
         try {
-            config = config(values);
+            config = config(values, given.keySet());
         } catch (IllegalArgumentException e) {
             err.println("valve: " + e.getMessage());
             return EXIT_USAGE;
@@ -184,6 +193,11 @@ public final class Main {
 
     /** Flags, then environment variables, then defaults. */
     static Map<String, String> parse(String[] args, Map<String, String> env) {
+        return withFallbacks(given(args, env));
+    }
+
+    /** The options given: by flag, else by environment variable. */
+    static Map<String, String> given(String[] args, Map<String, String> env) {
         Map<String, String> values = new LinkedHashMap<>();
         int start = 0;
         if (args.length > 0 && (args[0].equals("local") || args[0].equals("k8s"))) {
@@ -228,7 +242,20 @@ public final class Main {
                 if (fromEnv == null && option.name().equals("port")) {
                     fromEnv = env.get("PORT");
                 }
-                values.put(option.name(), fromEnv != null && !fromEnv.isEmpty() ? fromEnv : option.fallback());
+                if (fromEnv != null && !fromEnv.isEmpty()) {
+                    values.put(option.name(), fromEnv);
+                }
+            }
+        }
+        return values;
+    }
+
+    /** The options given, and every other one with its default. */
+    private static Map<String, String> withFallbacks(Map<String, String> given) {
+        Map<String, String> values = new LinkedHashMap<>(given);
+        if (!values.containsKey("help")) {
+            for (Option option : OPTIONS) {
+                values.putIfAbsent(option.name(), option.fallback());
             }
         }
         return values;
@@ -243,60 +270,101 @@ public final class Main {
         throw new IllegalArgumentException("unknown option " + flag);
     }
 
+    /** Turns the options into a configuration, all of them taken as given. */
+    static ValveConfig config(Map<String, String> values) {
+        return config(values, values.keySet());
+    }
+
     /**
      * Turns the options into a configuration. Only their types are checked here: every range and
-     * rule is {@link ValveConfig}'s, so the command line and R refuse the same values alike.
+     * rule is {@link ValveConfig}'s, so the command line and R refuse the same values alike. With
+     * {@code --config}, the file's settings take the place of the defaults, and only the options
+     * {@code given} (flags, variables) override them.
      */
-    static ValveConfig config(Map<String, String> values) {
+    static ValveConfig config(Map<String, String> values, Set<String> given) {
         // Types first, then the files named, then the rules, and where valve is installed last.
-        Integer port = integer(values, "port");
-        Integer nMin = integer(values, "n-min");
-        Integer nMax = integer(values, "n-max");
-        Double checkUnused = number(values, "check-unused");
-        Double maxAge = number(values, "max-age");
-        Integer queueMax = integer(values, "queue-max");
-        Double queueTimeout = number(values, "queue-timeout");
-        Double requestTimeout = number(values, "request-timeout");
-        Double startupTimeout = number(values, "startup-timeout");
-        Long maxBodySize = whole(values, "max-body-size");
-        Double clientTimeout = number(values, "client-timeout");
-        Integer maxRequests = integer(values, "max-requests");
-        Integer maxRequestsJitter = integer(values, "max-requests-jitter");
-        Integer maxWorkerMemory = integer(values, "max-worker-memory");
-        Boolean watch = bool(values, "watch");
-        Boolean preload = bool(values, "preload");
-        Integer perPod = integer(values, "per-pod");
-        Double resolveInterval = number(values, "resolve-interval");
-        Integer adminPort = values.get("admin-port") == null ? null : integer(values, "admin-port");
-        boolean accessLog = bool(values, "access-log");
-        String serviceUrl = values.get("service-url");
-        WorkerSpec worker = null;
-        Integer maxSessions = integer(values, "max-sessions");
+        ValveConfig config = configOf(values, given);
+        if (config.upstream() == null) {
+            WorkerProtocol.installedScript();
+        }
+        return config;
+    }
+
+    /** {@link #config(Map, Set)} without looking for valve's installation. */
+    /** What --file or --dir serves; a directory as --type says, or as its files say. */
+    private static WorkerSpec localWorker(Map<String, String> values) {
+        if (values.get("dir") == null) {
+            return WorkerSpec.of(WorkerSpec.FILE, Path.of(values.get("file")), values.get("rscript"));
+        }
+        String type = values.get("type").trim();
+        Path dir = Path.of(values.get("dir"));
+        WorkerSpec worker = WorkerSpec.of(type.equals("shiny") ? WorkerSpec.SHINY : WorkerSpec.DIR, dir,
+                values.get("rscript"));
+        if (type.equals("plumber") && worker.servesSessions()) {
+            throw new IllegalArgumentException("--type plumber: " + dir + " has no entrypoint.R or plumber.R");
+        }
+        return worker;
+    }
+
+    static ValveConfig configOf(Map<String, String> values, Set<String> given) {
+        String file = values.get("config");
         String type = values.get("type").trim();
         if (!List.of("auto", "plumber", "shiny").contains(type)) {
             throw new IllegalArgumentException("--type must be auto, plumber or shiny, not '" + type + "'");
         }
-        if (serviceUrl == null) {
-            if (values.get("dir") != null) {
-                Path dir = Path.of(values.get("dir"));
-                worker = WorkerSpec.of(type.equals("shiny") ? WorkerSpec.SHINY : WorkerSpec.DIR, dir, values.get("rscript"));
-                if (type.equals("plumber") && worker.servesSessions()) {
-                    throw new IllegalArgumentException("--type plumber: " + dir + " has no entrypoint.R or plumber.R");
-                }
-            } else if (!type.equals("auto")) {
-                throw new IllegalArgumentException("--type says what --dir holds; give --dir too");
-            } else {
-                worker = WorkerSpec.of(WorkerSpec.FILE, Path.of(values.get("file")), values.get("rscript"));
+        if (!type.equals("auto") && values.get("dir") == null) {
+            throw new IllegalArgumentException("--type says what --dir holds; give --dir too");
+        }
+        Predicate<String> set = name -> file == null || given.contains(name);
+        ObjectNode members = ValveConfig.newTree();
+        BiConsumer<String, Object> put = (name, value) -> members.set(name.replace('-', '_'),
+                ValveConfig.toTree(value));
+        if (set.test("host")) {
+            put.accept("host", values.get("host"));
+        }
+        for (String name : List.of("port", "n-min", "n-max", "queue-max", "max-requests", "max-requests-jitter",
+                "max-worker-memory", "per-pod", "max-sessions")) {
+            if (set.test(name)) {
+                put.accept(name, integer(values, name));
             }
         }
-        ValveConfig config = new ValveConfig(values.get("host"), port, nMin, nMax, checkUnused, maxAge, queueMax,
-                queueTimeout, requestTimeout, startupTimeout, maxBodySize, null, clientTimeout, maxRequests,
-                maxRequestsJitter, maxWorkerMemory, watch, preload, serviceUrl, perPod, resolveInterval, adminPort,
-                accessLog, worker, maxSessions);
-        if (worker != null) {
-            WorkerProtocol.installedScript();
+        for (String name : List.of("check-unused", "max-age", "queue-timeout", "request-timeout", "startup-timeout",
+                "client-timeout", "resolve-interval")) {
+            if (set.test(name)) {
+                put.accept(name, number(values, name));
+            }
         }
-        return config;
+        if (set.test("max-body-size")) {
+            put.accept("max-body-size", whole(values, "max-body-size"));
+        }
+        for (String name : List.of("watch", "preload", "access-log")) {
+            if (set.test(name)) {
+                put.accept(name, bool(values, name));
+            }
+        }
+        if (values.get("admin-port") != null && set.test("admin-port")) {
+            put.accept("admin-port", integer(values, "admin-port"));
+        }
+        String serviceUrl = values.get("service-url");
+        boolean sourceGiven = given.contains("file") || given.contains("dir") || given.contains("service-url");
+        if (file == null || sourceGiven) {
+            if (serviceUrl != null) {
+                put.accept("upstream", serviceUrl);
+            } else {
+                put.accept("worker", localWorker(values));
+            }
+        }
+        ObjectNode tree = members;
+        if (file != null) {
+            tree = ConfigFile.read(Path.of(file), new ConfigFile.WorkerDefaults(values.get("rscript"), null, null),
+                    members);
+            if (!tree.has("worker") && !tree.has("upstream") && !tree.has("routes")) {
+                // Neither the file nor an option says what to serve: the default file.
+                tree.set("worker", ValveConfig.toTree(WorkerSpec.of(WorkerSpec.FILE, Path.of(values.get("file")),
+                        values.get("rscript"))));
+            }
+        }
+        return ValveConfig.fromTree(tree);
     }
 
     private static int integer(Map<String, String> values, String name) {
@@ -341,6 +409,7 @@ public final class Main {
     static String help() {
         StringBuilder text = new StringBuilder("""
                 Usage: valve [options]              serve a plumber file (Valve's shape)
+                       valve --config valve.yml     serve the apps of a config file, each on its route
                        valve local --dir DIR [opts] serve a directory (Faucet's shape)
                        valve k8s --service-url URL  forward to the pods behind a headless service
 

@@ -9,15 +9,21 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.security.SecureRandom;
 import java.time.Duration;
+import java.util.ArrayList;
 import java.util.Comparator;
 import java.util.HexFormat;
+import java.util.LinkedHashMap;
+import java.util.List;
 import java.util.Map;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ExecutionException;
+import java.util.concurrent.CompletionException;
+import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.TimeoutException;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicReference;
+import java.util.function.Function;
 import java.util.logging.Level;
 import java.util.logging.Logger;
 import java.util.stream.Stream;
@@ -33,6 +39,7 @@ import dev.valve.pool.WorkerPool;
 import dev.valve.proxy.ClientConnections;
 import dev.valve.proxy.ErrorAnswers;
 import dev.valve.proxy.ProxyHandler;
+import dev.valve.proxy.Routes;
 import dev.valve.proxy.StallGuard;
 import dev.valve.service.ServiceDiscovery;
 import dev.valve.worker.SourceWatcher;
@@ -61,9 +68,9 @@ public final class Valve implements AutoCloseable {
 
     private final ValveConfig config;
     private final LogSink log;
-    private final WorkerPool pool;
+    /** Each route's app, in the order configured; a single app is the one route {@code /}. */
+    private final List<App> apps;
     private final StallGuard stallGuard;
-    private final ProxyHandler handler;
     private final WebServer server;
     private final Path spoolDirectory;
     private final String url;
@@ -71,25 +78,46 @@ public final class Valve implements AutoCloseable {
     private final ServiceDiscovery discovery;
     private final Observer observer;
     private final IdleHeap idleHeap;
-    /** Reloads on changes to the API's sources ({@code watch}); null when not asked for. */
-    private volatile SourceWatcher watcher;
+    /** Reload on changes to the apps' sources ({@code watch}); empty when not asked for. */
+    private final List<SourceWatcher> watchers = new CopyOnWriteArrayList<>();
     private final AtomicBoolean stopped;
 
-    private Valve(ValveConfig config, LogSink log, WorkerPool pool, StallGuard stallGuard, ProxyHandler handler,
-                  WebServer server, Path spoolDirectory, ServiceDiscovery discovery, Observer observer,
-                  AtomicBoolean stopped) {
+    /**
+     * One route's app at run time: its own pool and the handler that forwards to it.
+     *
+     * @param named how its log lines and errors begin: {@code "route /api: "}, empty for a single app
+     */
+    private record App(ValveConfig.Route route, WorkerPool pool, ProxyHandler handler, String named) {
+        String prefix() {
+            return route.prefix();
+        }
+
+        /** The pool's future, failing with a message that names the route (a single app's as it is). */
+        CompletableFuture<Void> naming(CompletableFuture<Void> outcome) {
+            if (named.isEmpty()) {
+                return outcome;
+            }
+            return outcome.exceptionallyCompose(error -> {
+                Throwable cause = error instanceof CompletionException && error.getCause() != null
+                        ? error.getCause() : error;
+                return CompletableFuture.failedFuture(new IllegalStateException(named + cause.getMessage(), cause));
+            });
+        }
+    }
+
+    private Valve(ValveConfig config, LogSink log, List<App> apps, StallGuard stallGuard, WebServer server,
+                  Path spoolDirectory, ServiceDiscovery discovery, Observer observer, AtomicBoolean stopped) {
         this.config = config;
         this.log = log;
-        this.pool = pool;
+        this.apps = apps;
         this.stallGuard = stallGuard;
-        this.handler = handler;
         this.discovery = discovery;
         this.server = server;
         this.spoolDirectory = spoolDirectory;
         this.observer = observer;
         this.stopped = stopped;
         this.idleHeap = new IdleHeap(observer::finished, () -> {
-            PoolStatus now = pool.status();
+            PoolStatus now = PoolStatus.combined(pools(apps).values());
             return now.busy() == 0 && now.queued() == 0;
         }, System::gc).start();
         // Bound once: Helidon reports port -1 after a stop, and the handle should still say where it was.
@@ -119,28 +147,61 @@ public final class Valve implements AutoCloseable {
         if (config.upstream() != null) {
             ServiceDiscovery.disableDnsCache();
             // Pods are not ours: they get no secret, which their API code would otherwise see.
-            return start(config, log, null, null);
+            return startRoutes(config, log, route -> null, null);
         }
         String secret = newSecret();
-        return start(config, log, new ProcessLauncher(config.launcher(secret), log), secret);
+        Map<String, UpstreamLauncher> launchers = new LinkedHashMap<>();
+        for (ValveConfig.Route route : config.routesToServe()) {
+            // With several apps, each worker's name (and log tag) says whose it is: "[/api worker 2]".
+            String names = config.routes() == null ? "" : route.prefix() + " ";
+            launchers.put(route.prefix(), new ProcessLauncher(ValveConfig.launcher(route.app(), secret, names), log));
+        }
+        return startRoutes(config, log, route -> launchers.get(route.prefix()), secret);
     }
 
     /** Starts with any launcher (tests use in-process stub workers), or none in service mode. */
     static Valve start(ValveConfig config, LogSink log, UpstreamLauncher launcher, String secret) throws ValveException {
+        return startRoutes(config, log, route -> launcher, secret);
+    }
+
+    /**
+     * Starts with each route's launcher; {@code launchers} gives null in service mode.
+     */
+    static Valve startRoutes(ValveConfig config, LogSink log, Function<ValveConfig.Route, UpstreamLauncher> launchers,
+                             String secret) throws ValveException {
         ignoreSigpipe();
         HELIDON_LOGGER.setLevel(Level.WARNING);
         return withOwnClassLoader(() -> {
             Path spool = createSpoolDirectory();
-            WorkerPool pool = new WorkerPool(config.pool(), launcher, line -> log.add("valve", line));
-            ServiceDiscovery discovery = launcher == null ? new ServiceDiscovery(config.service(), pool, log) : null;
-            Observer observer = new Observer(config.accessLog() ? log : null, pool::status, discovery == null ? null
-                    : () -> new Observer.Pods(discovery.servingPods(), discovery.suspectPods()));
             // Set when stopping starts, before the grace period: /readyz says 503 from then on.
             AtomicBoolean stopped = new AtomicBoolean();
             StallGuard stallGuard = new StallGuard(ValveConfig.seconds(config.clientTimeout()));
             ErrorAnswers answers = new ErrorAnswers(log);
-            ProxyHandler handler = new ProxyHandler(pool, config.proxy(spool, secret), stallGuard, answers, observer,
-                    log);
+            List<ValveConfig.Route> routes = config.routesToServe();
+            List<WorkerPool> pools = new ArrayList<>();
+            List<String> names = new ArrayList<>();
+            for (ValveConfig.Route route : routes) {
+                String named = config.routes() == null ? "" : "route " + route.prefix() + ": ";
+                names.add(named);
+                pools.add(new WorkerPool(ValveConfig.pool(route.app()), launchers.apply(route),
+                        line -> log.add("valve", named + line)));
+            }
+            WorkerPool first = pools.get(0);
+            boolean serviceMode = config.upstream() != null;
+            ServiceDiscovery discovery = serviceMode ? new ServiceDiscovery(config.service(), first, log) : null;
+            // Filled in below; the observer reads the pools once per scrape.
+            List<App> apps = new ArrayList<>();
+            Observer observer = new Observer(config.accessLog() ? log : null, () -> pools(routes, pools),
+                    discovery == null ? null
+                    : () -> new Observer.Pods(discovery.servingPods(), discovery.suspectPods()));
+            Map<String, ProxyHandler> handlers = new LinkedHashMap<>();
+            for (int i = 0; i < routes.size(); i++) {
+                ProxyHandler handler = new ProxyHandler(pools.get(i), config.proxy(routes.get(i), spool, secret),
+                        stallGuard, answers, observer, log);
+                handlers.put(routes.get(i).prefix(), handler);
+                apps.add(new App(routes.get(i), pools.get(i), handler, names.get(i)));
+            }
+            Routes routing = new Routes(handlers, answers, observer);
             Http1Config http1 = Http1Config.builder()
                     .maxPrologueLength(ValveConfig.MAX_REQUEST_LINE_BYTES)
                     .maxHeadersSize(8 * ValveConfig.MAX_HEADER_BYTES)
@@ -156,12 +217,12 @@ public final class Valve implements AutoCloseable {
                     checkBindable(config.host(), config.adminPort());
                 }
                 // A worker takes longer to answer than Helidon takes to start: both start at once.
-                workersReady = launcher != null ? pool.start() : null;
+                workersReady = serviceMode ? null : startAll(apps);
                 WebServerConfig.Builder serverConfig = WebServer.builder();
                 if (config.adminPort() != null) {
                     // Its own socket and routing, with Helidon's ordinary connections: nothing on it
                     // goes through the proxy's connection type, its queue or a worker.
-                    AdminRoutes admin = new AdminRoutes(observer, pool::status, stopped::get,
+                    AdminRoutes admin = new AdminRoutes(observer, () -> pools(apps), stopped::get,
                             () -> started.get() == null ? null : started.get().statusReport(), ValveConfig::toJson);
                     serverConfig.putSocket(ADMIN_SOCKET, socket -> socket.host(config.host()).port(config.adminPort()))
                             .routing(ADMIN_SOCKET, admin::register);
@@ -185,7 +246,7 @@ public final class Valve implements AutoCloseable {
                                     }
                                 })
                                 .build())
-                        .routing(routing -> routing.any(handler))
+                        .routing(builder -> builder.any(routing))
                         .build()
                         .start();
                 // Helidon 4.5 logs a failed bind and returns a stopped server instead of throwing.
@@ -199,15 +260,18 @@ public final class Valve implements AutoCloseable {
                 if (discovery != null) {
                     discovery.close();
                 }
-                pool.close();
-                handler.close();
+                for (App app : apps) {
+                    app.pool().close();
+                    app.handler().close();
+                }
                 stallGuard.close();
                 deleteTree(spool);
                 throw new ValveException(ValveException.BIND, "cannot listen on " + config.host() + ":"
                         + config.port() + (config.adminPort() == null ? "" : " and admin port " + config.adminPort())
                         + ": " + rootMessage(e), e);
             }
-            Valve valve = new Valve(config, log, pool, stallGuard, handler, server, spool, discovery, observer, stopped);
+            Valve valve = new Valve(config, log, List.copyOf(apps), stallGuard, server, spool, discovery, observer,
+                    stopped);
             started.set(valve);
             if (valve.adminUrl() != null) {
                 log.add("valve", "metrics, probes and status on " + valve.adminUrl());
@@ -217,7 +281,9 @@ public final class Valve implements AutoCloseable {
                 discovery.start();
                 return valve;
             }
-            log.add("valve", "listening on " + valve.url() + (config.nMin() == 0
+            log.add("valve", "listening on " + valve.url() + (config.routes() != null
+                    ? ", routes " + String.join(", ", handlers.keySet()) + ", waiting for their first workers"
+                    : config.nMin() == 0
                     ? ", starting workers on demand (n_min = 0)"
                     : ", waiting for " + config.nMin() + " worker(s)"));
             try {
@@ -227,9 +293,7 @@ public final class Valve implements AutoCloseable {
                 String why = e instanceof ExecutionException ? e.getCause().getMessage() : "timed out";
                 throw new ValveException(ValveException.STARTUP, why, e);
             }
-            if (config.watch()) {
-                valve.watchSources();
-            }
+            valve.watchSources();
             return valve;
         });
     }
@@ -255,19 +319,52 @@ public final class Valve implements AutoCloseable {
     private Map<String, Object> statusReport() {
         StatusReport.Engine engine = new StatusReport.Engine(isRunning() ? "running" : "stopped", url, adminUrl,
                 config.nMin(), config.nMax(), config.upstream(), stopped.get());
-        return StatusReport.of(engine, pool.status(), observer);
+        List<StatusReport.RouteStatus> routes = new ArrayList<>();
+        for (App app : apps) {
+            routes.add(new StatusReport.RouteStatus(app.prefix(), app.route().app().nMin(), app.route().app().nMax(),
+                    app.pool().status()));
+        }
+        return StatusReport.of(engine, routes, observer);
+    }
+
+    /** Each route's pool state, by prefix. */
+    private static Map<String, PoolStatus> pools(List<App> apps) {
+        Map<String, PoolStatus> out = new LinkedHashMap<>();
+        apps.forEach(app -> out.put(app.prefix(), app.pool().status()));
+        return out;
+    }
+
+    private static Map<String, PoolStatus> pools(List<ValveConfig.Route> routes, List<WorkerPool> pools) {
+        Map<String, PoolStatus> out = new LinkedHashMap<>();
+        for (int i = 0; i < routes.size(); i++) {
+            out.put(routes.get(i).prefix(), pools.get(i).status());
+        }
+        return out;
+    }
+
+    /** Every pool's first workers; a failure names its route. */
+    private static CompletableFuture<Void> startAll(List<App> apps) {
+        return CompletableFuture.allOf(apps.stream().map(app -> app.naming(app.pool().start()))
+                .toArray(CompletableFuture[]::new));
     }
 
     private void watchSources() throws ValveException {
-        Path directory = config.worker().workingDirectory();
-        try {
-            watcher = new SourceWatcher(directory, changed -> reloadInBackground(String.join(", ", changed) + " changed"));
-        } catch (IOException e) {
-            stop(0);
-            throw new ValveException(ValveException.CONFIG, "cannot watch " + directory + " for changes: "
-                    + e.getMessage(), e);
+        for (App app : apps) {
+            if (!app.route().app().watch()) {
+                continue;
+            }
+            Path directory = app.route().app().worker().workingDirectory();
+            try {
+                watchers.add(new SourceWatcher(directory, changed -> startReload(app,
+                        String.join(", ", changed) + " changed")));
+            } catch (IOException e) {
+                stop(0);
+                throw new ValveException(ValveException.CONFIG, "cannot watch " + directory + " for changes: "
+                        + e.getMessage(), e);
+            }
+            log.add("valve", app.named() + "watching the .R files in " + directory
+                    + ": a change reloads the workers");
         }
-        log.add("valve", "watching the .R files in " + directory + ": a change reloads the workers");
     }
 
     /**
@@ -284,9 +381,11 @@ public final class Valve implements AutoCloseable {
                     "service mode runs no workers of its own to reload: redeploy the pods", null);
         }
         // A launch may first wait out the crash backoff (up to 30 s), then take startup_timeout.
-        long bound = Math.round(config.startupTimeout() * 1000) + 35_000;
+        double startup = apps.stream().mapToDouble(app -> app.route().app().startupTimeout()).max().orElseThrow();
+        long bound = Math.round(startup * 1000) + 35_000;
         try {
-            startReload("requested").get(bound, TimeUnit.MILLISECONDS);
+            CompletableFuture.allOf(apps.stream().map(app -> startReload(app, "requested"))
+                    .toArray(CompletableFuture[]::new)).get(bound, TimeUnit.MILLISECONDS);
         } catch (ExecutionException e) {
             throw new ValveException(ValveException.RELOAD, "the new workers could not start, so the running ones "
                     + "keep serving: " + e.getCause().getMessage(), e.getCause());
@@ -299,18 +398,23 @@ public final class Valve implements AutoCloseable {
         }
     }
 
-    /** A reload that reports its outcome in the log instead of waiting for it: SIGHUP and {@code watch}. */
+    /**
+     * A reload of every app that reports its outcome in the log instead of waiting for it:
+     * SIGHUP. ({@code watch} reloads the one app whose sources changed.)
+     */
     void reloadInBackground(String why) {
         if (discovery == null) {
-            startReload(why);
+            apps.forEach(app -> startReload(app, why));
         }
     }
 
-    private CompletableFuture<Void> startReload(String why) {
-        log.add("valve", "reloading (" + why + "): new workers start with the current code");
-        return pool.reload().whenComplete((done, error) -> log.add("valve", error == null
-                ? "reloaded: new workers serve; the old ones leave after their requests"
-                : "the reload failed, so the running workers keep serving: " + error.getMessage()));
+    private CompletableFuture<Void> startReload(App app, String why) {
+        String named = app.named();
+        log.add("valve", named + "reloading (" + why + "): new workers start with the current code");
+        return app.naming(app.pool().reload())
+                .whenComplete((done, error) -> log.add("valve", error == null
+                        ? named + "reloaded: new workers serve; the old ones leave after their requests"
+                        : "the reload failed, so the running workers keep serving: " + error.getMessage()));
     }
 
     /** Engine and worker log lines since the last call. */
@@ -327,16 +431,14 @@ public final class Valve implements AutoCloseable {
             return;
         }
         log.add("valve", "stopping");
-        if (watcher != null) {
-            watcher.close();
-        }
+        watchers.forEach(SourceWatcher::close);
         if (discovery != null) {
             discovery.close();
         }
         idleHeap.close();
-        pool.close(ValveConfig.seconds(Math.max(0, graceSeconds)));
+        closePools(ValveConfig.seconds(Math.max(0, graceSeconds)));
         server.stop();
-        handler.close();
+        apps.forEach(app -> app.handler().close());
         stallGuard.close();
         deleteTree(spoolDirectory);
         log.add("valve", "stopped");
@@ -345,6 +447,31 @@ public final class Valve implements AutoCloseable {
     @Override
     public void close() {
         stop(0);
+    }
+
+    /**
+     * Every pool at once, so that their grace periods run side by side; on platform threads, as
+     * a pool's close waits for processes to exit. Each close bounds its own waits.
+     */
+    private void closePools(Duration grace) {
+        if (apps.size() == 1) {
+            apps.get(0).pool().close(grace);
+            return;
+        }
+        List<Thread> closing = new ArrayList<>();
+        for (App app : apps) {
+            closing.add(Thread.ofPlatform().daemon().name("valve-stop-" + app.prefix())
+                    .start(() -> app.pool().close(grace)));
+        }
+        for (Thread thread : closing) {
+            try {
+                // Past a pool's own bounds (grace, then SIGTERM and SIGKILL): stop waiting for it.
+                thread.join(grace.plusSeconds(30));
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                return;
+            }
+        }
     }
 
     /**

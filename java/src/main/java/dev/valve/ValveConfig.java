@@ -4,15 +4,20 @@ import java.net.URI;
 import java.net.URISyntaxException;
 import java.nio.file.Path;
 import java.time.Duration;
+import java.util.ArrayList;
 import java.util.Collections;
 import java.util.LinkedHashMap;
+import java.util.List;
 import java.util.Map;
 import java.util.regex.Pattern;
 
+import com.fasterxml.jackson.core.JsonProcessingException;
 import com.fasterxml.jackson.databind.DeserializationFeature;
+import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.PropertyNamingStrategies;
 import com.fasterxml.jackson.databind.json.JsonMapper;
+import com.fasterxml.jackson.databind.node.ObjectNode;
 
 import dev.valve.pool.PoolConfig;
 import dev.valve.pool.ProcessLauncher;
@@ -57,7 +62,10 @@ import dev.valve.worker.WorkerSpec;
  * @param adminPort      port of the admin listener (metrics, probes, status page) on the same host;
  *                       0 picks a free one; null for none
  * @param accessLog      whether every request gets an access log line
- * @param worker         what local workers serve; null in service mode
+ * @param worker         what local workers serve; null in service mode and with routes
+ * @param routes         several apps behind one port, by path prefix (longest wins), each with
+ *                       its own pool; its members take the top-level values they leave unset.
+ *                       Null for one app ({@code worker} or {@code upstream}) on every path.
  * @param maxSessions    for a Shiny app: sessions one worker serves at most; more start workers
  *                       (up to n_max), and beyond that new sessions wait in the queue
  */
@@ -69,12 +77,16 @@ public record ValveConfig(String host, Integer port, Integer nMin, Integer nMax,
                           String upstream,
                           Integer perPod,
                           Double resolveInterval, Integer adminPort, Boolean accessLog, WorkerSpec worker,
-                          Integer maxSessions) {
+                          Map<String, AppConfig> routes, Integer maxSessions) {
 
     /** The defaults of the user-facing arguments, by their snake_case name, in the order of {@code ?valve_run}. */
     private static final Map<String, Object> DEFAULTS = defaults();
     private static final int DEFAULT_MEMORY_BUFFER = 1024 * 1024;
     private static final Pattern HOST = Pattern.compile("[A-Za-z0-9]([A-Za-z0-9.:-]*[A-Za-z0-9])?|::");
+    /** A route: {@code /} or segments of characters a path may hold unencoded, without a trailing slash. */
+    private static final Pattern PREFIX = Pattern.compile("/|(/[A-Za-z0-9._~!$&'()*+,;=:@-]+)+");
+    /** The route of a single app: every path, passed on as it is. */
+    public static final String ROOT = "/";
 
     private static Map<String, Object> defaults() {
         Map<String, Object> defaults = new LinkedHashMap<>();
@@ -147,32 +159,20 @@ public record ValveConfig(String host, Integer port, Integer nMin, Integer nMax,
             throw new IllegalArgumentException("admin_port (" + adminPort + ") must differ from port: the admin "
                     + "listener is never reachable through the main port");
         }
-        atLeast("n_min", nMin, 0);
-        atLeast("n_max", nMax, 1);
-        if (nMin > nMax) {
-            throw new IllegalArgumentException("n_min (" + nMin + ") must not be larger than n_max (" + nMax + ")");
-        }
-        positive("check_unused", checkUnused);
-        positive("max_age", maxAge);
-        atLeast("queue_max", queueMax, 0);
-        positive("queue_timeout", queueTimeout);
-        positive("request_timeout", requestTimeout);
-        positive("startup_timeout", startupTimeout);
+        AppConfig top = new AppConfig(worker, nMin, nMax, checkUnused, maxAge, queueMax, queueTimeout, requestTimeout,
+                startupTimeout, maxRequests, maxRequestsJitter, maxWorkerMemory, watch, preload, maxSessions);
+        checkApp("", top);
         atLeast("max_body_size", maxBodySize, 0);
         atLeast("memory_buffer", memoryBuffer, 0);
         positive("client_timeout", clientTimeout);
-        atLeast("max_requests", maxRequests, 0);
-        atLeast("max_requests_jitter", maxRequestsJitter, 0);
-        if (maxRequestsJitter > 0 && maxRequests == 0) {
-            throw new IllegalArgumentException("max_requests_jitter (" + maxRequestsJitter
-                    + ") needs max_requests: it adds to that limit, and max_requests is 0 (off)");
-        }
-        atLeast("max_worker_memory", maxWorkerMemory, 0);
         atLeast("per_pod", perPod, 1);
         positive("resolve_interval", resolveInterval);
-        atLeast("max_sessions", maxSessions, 1);
-        if ((worker == null) == (upstream == null)) {
-            throw new IllegalArgumentException("give exactly one of worker (local workers) and upstream (service mode)");
+        if ((worker != null ? 1 : 0) + (upstream != null ? 1 : 0) + (routes != null ? 1 : 0) != 1) {
+            throw new IllegalArgumentException("give exactly one of worker (local workers), upstream (service mode) "
+                    + "and routes (several apps)");
+        }
+        if (routes != null) {
+            routes = checkRoutes(routes, top);
         }
         if (watch && upstream != null) {
             throw new IllegalArgumentException("watch reloads local workers, and service mode has none");
@@ -194,9 +194,85 @@ public record ValveConfig(String host, Integer port, Integer nMin, Integer nMax,
         }
     }
 
+    /** The per-pool rules, for the top level ({@code where} empty) and for each route ({@code routes./api.}). */
+    private static void checkApp(String where, AppConfig app) {
+        atLeast(where + "n_min", app.nMin(), 0);
+        atLeast(where + "n_max", app.nMax(), 1);
+        if (app.nMin() > app.nMax()) {
+            throw new IllegalArgumentException(where + "n_min (" + app.nMin() + ") must not be larger than " + where
+                    + "n_max (" + app.nMax() + ")");
+        }
+        positive(where + "check_unused", app.checkUnused());
+        positive(where + "max_age", app.maxAge());
+        atLeast(where + "queue_max", app.queueMax(), 0);
+        positive(where + "queue_timeout", app.queueTimeout());
+        positive(where + "request_timeout", app.requestTimeout());
+        positive(where + "startup_timeout", app.startupTimeout());
+        atLeast(where + "max_requests", app.maxRequests(), 0);
+        atLeast(where + "max_requests_jitter", app.maxRequestsJitter(), 0);
+        if (app.maxRequestsJitter() > 0 && app.maxRequests() == 0) {
+            throw new IllegalArgumentException(where + "max_requests_jitter (" + app.maxRequestsJitter()
+                    + ") needs " + where + "max_requests: it adds to that limit, and max_requests is 0 (off)");
+        }
+        atLeast(where + "max_worker_memory", app.maxWorkerMemory(), 0);
+        atLeast(where + "max_sessions", app.maxSessions(), 1);
+    }
+
+    /** Routes by their prefix (a trailing slash dropped), each app complete and checked, in the order given. */
+    private static Map<String, AppConfig> checkRoutes(Map<String, AppConfig> routes, AppConfig top) {
+        if (routes.isEmpty()) {
+            throw new IllegalArgumentException("routes must name at least one route, such as \"/api\"");
+        }
+        Map<String, AppConfig> checked = new LinkedHashMap<>();
+        routes.forEach((given, app) -> {
+            String prefix = given != null && given.length() > 1 && given.endsWith("/")
+                    ? given.substring(0, given.length() - 1) : given;
+            if (prefix == null || given.contains("//") || !PREFIX.matcher(prefix).matches() || prefix.contains("/./")
+                    || prefix.contains("/../") || prefix.endsWith("/.") || prefix.endsWith("/..")) {
+                throw new IllegalArgumentException("routes: '" + given + "' is not a path prefix: it must start with /, "
+                        + "and hold path segments without %, ?, #, spaces, empty, . or .. segments (such as /api)");
+            }
+            String where = "routes." + prefix + ".";
+            if (app == null || app.worker() == null) {
+                throw new IllegalArgumentException(where + "path: what the route serves must be given");
+            }
+            if (checked.containsKey(prefix)) {
+                throw new IllegalArgumentException("routes: '" + given + "' is given twice");
+            }
+            AppConfig complete = app.inheriting(top);
+            checkApp(where, complete);
+            checked.put(prefix, complete);
+        });
+        return Collections.unmodifiableMap(checked);
+    }
+
+    /** One app behind a path prefix ({@link #ROOT} for a single app). */
+    public record Route(String prefix, AppConfig app) {
+    }
+
+    /**
+     * The apps to serve, each complete: the routes, or the single app on {@link #ROOT} (with a
+     * null worker in service mode).
+     */
+    List<Route> routesToServe() {
+        if (routes == null) {
+            return List.of(new Route(ROOT, new AppConfig(worker, nMin, nMax, checkUnused, maxAge, queueMax,
+                    queueTimeout, requestTimeout, startupTimeout, maxRequests, maxRequestsJitter, maxWorkerMemory,
+                    watch, preload, maxSessions)));
+        }
+        List<Route> out = new ArrayList<>();
+        routes.forEach((prefix, app) -> out.add(new Route(prefix, app)));
+        return out;
+    }
+
     /** The defaults of every argument of {@code valve_run()}, by snake_case name, as a JSON object. */
     public static String defaultsJson() {
         return toJson(DEFAULTS);
+    }
+
+    /** The names of the user-facing arguments that have a default, in the order of {@code ?valve_run}. */
+    static List<String> defaultNames() {
+        return List.copyOf(DEFAULTS.keySet());
     }
 
     /** The default of one argument (null: none, as for admin_port), for the command line's options and help. */
@@ -232,39 +308,88 @@ public record ValveConfig(String host, Integer port, Integer nMin, Integer nMax,
         return String.valueOf(value);
     }
 
-    /** Parses the JSON R sends; unknown fields are an error so a typo is never silently ignored. */
+    /**
+     * Parses the JSON R sends; unknown fields are an error so a typo is never silently ignored.
+     * With a {@code config} member, the config file it names is read first and the other members
+     * are laid over it (R's explicit arguments win over the file).
+     */
     static ValveConfig fromJson(String json) {
+        String context = "invalid valve configuration: ";
+        JsonNode tree;
         try {
-            return JSON.readValue(json, ValveConfig.class);
-        } catch (com.fasterxml.jackson.core.JsonProcessingException e) {
-            Throwable cause = e.getCause() instanceof IllegalArgumentException iae ? iae : e;
-            throw new IllegalArgumentException("invalid valve configuration: " + cause.getMessage(), e);
+            tree = JSON.readTree(json);
+        } catch (JsonProcessingException e) {
+            throw new IllegalArgumentException("invalid valve configuration: " + e.getOriginalMessage(), e);
         }
+        if (!(tree instanceof ObjectNode members)) {
+            throw new IllegalArgumentException("invalid valve configuration: not a JSON object");
+        }
+        if (members.has(ConfigFile.KEY)) {
+            Path file = Path.of(members.remove(ConfigFile.KEY).asText());
+            JsonNode defaults = members.remove(ConfigFile.WORKER_DEFAULTS_KEY);
+            try {
+                return fromTree(ConfigFile.read(file, defaults == null ? null
+                        : JSON.treeToValue(defaults, ConfigFile.WorkerDefaults.class), members), context);
+            } catch (JsonProcessingException e) {
+                throw new IllegalArgumentException("invalid valve configuration: " + e.getOriginalMessage(), e);
+            }
+        }
+        return fromTree(members, context);
+    }
+
+    /** A configuration from its members by snake_case name: a config file, the command line's flags. */
+    static ValveConfig fromTree(ObjectNode members) {
+        return fromTree(members, "");
+    }
+
+    /** @param context what a refusal's message starts with */
+    private static ValveConfig fromTree(ObjectNode members, String context) {
+        try {
+            return JSON.treeToValue(members, ValveConfig.class);
+        } catch (JsonProcessingException e) {
+            if (e.getCause() instanceof IllegalArgumentException rule) {
+                throw new IllegalArgumentException(context + rule.getMessage(), e);
+            }
+            throw new IllegalArgumentException("invalid valve configuration: " + e.getOriginalMessage(), e);
+        }
+    }
+
+    /** A configuration tree to add members to, by snake_case name. */
+    static ObjectNode newTree() {
+        return JSON.createObjectNode();
+    }
+
+    /** A value as a tree node, for {@link #newTree()}'s members. */
+    static JsonNode toTree(Object value) {
+        return JSON.valueToTree(value);
     }
 
     static String toJson(Object value) {
         try {
             return JSON.writeValueAsString(value);
-        } catch (com.fasterxml.jackson.core.JsonProcessingException e) {
+        } catch (JsonProcessingException e) {
             throw new IllegalStateException(e);
         }
     }
 
-    PoolConfig pool() {
-        return new PoolConfig(nMin, nMax, seconds(maxAge), seconds(checkUnused), queueMax, seconds(queueTimeout),
-                new Recycling(maxRequests, maxRequestsJitter, maxWorkerMemory * 1024L * 1024L),
-                servesSessions() ? maxSessions : 0);
+    static PoolConfig pool(AppConfig app) {
+        return new PoolConfig(app.nMin(), app.nMax(), seconds(app.maxAge()), seconds(app.checkUnused()),
+                app.queueMax(), seconds(app.queueTimeout()), new Recycling(app.maxRequests(), app.maxRequestsJitter(),
+                app.maxWorkerMemory() * 1024L * 1024L), servesSessions(app) ? app.maxSessions() : 0);
     }
 
-    /** Whether the workers serve a Shiny app's sticky sessions rather than one request each at a time. */
-    boolean servesSessions() {
-        return worker != null && worker.servesSessions();
+    /** Whether an app's workers serve a Shiny app's sticky sessions rather than one request each at a time. */
+    private static boolean servesSessions(AppConfig app) {
+        return app.worker() != null && app.worker().servesSessions();
     }
 
-    /** @throws IllegalArgumentException when the worker script cannot be found beside the jars */
-    ProcessLauncher.Settings launcher(String secret) {
-        return new ProcessLauncher.Settings(worker, WorkerProtocol.installedScript(), seconds(startupTimeout), secret,
-                preload);
+    /**
+     * @param names what its workers are called before their number: empty for a single app
+     * @throws IllegalArgumentException when the worker script cannot be found beside the jars
+     */
+    static ProcessLauncher.Settings launcher(AppConfig app, String secret, String names) {
+        return new ProcessLauncher.Settings(app.worker(), WorkerProtocol.installedScript(),
+                seconds(app.startupTimeout()), secret, app.preload(), names);
     }
 
     /** Request heads above this get 431 from valve; Helidon's own parser limit is set well above it. */
@@ -272,9 +397,11 @@ public record ValveConfig(String host, Integer port, Integer nMin, Integer nMax,
     /** Request lines above this get 414 from Helidon. */
     static final int MAX_REQUEST_LINE_BYTES = 4 * 1024;
 
-    ProxyHandler.Settings proxy(Path spoolDirectory, String secret) {
-        return new ProxyHandler.Settings(maxBodySize, memoryBuffer, seconds(requestTimeout), spoolDirectory,
-                MAX_HEADER_BYTES, secret, worker == null ? null : WorkerProtocol.secretHeader(worker), servesSessions());
+    ProxyHandler.Settings proxy(Route route, Path spoolDirectory, String secret) {
+        WorkerSpec served = route.app().worker();
+        return new ProxyHandler.Settings(maxBodySize, memoryBuffer, seconds(route.app().requestTimeout()),
+                spoolDirectory, MAX_HEADER_BYTES, secret, served == null ? null : WorkerProtocol.secretHeader(served),
+                servesSessions(route.app()), route.prefix());
     }
 
     ServiceDiscovery.Settings service() {

@@ -176,7 +176,11 @@ class MainTest {
         List<String> command = new ArrayList<>(List.of(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
                 "-Djava.io.tmpdir=" + tmp, "-cp",
                 pkg.resolve("java").resolve("classes") + File.pathSeparator + System.getProperty("java.class.path"),
-                Main.class.getName(), "-f", api.toString(), "-p", "0"));
+                Main.class.getName(), "-p", "0"));
+        if (!args[0].equals("--config")) {
+            // A config file says what to serve itself.
+            command.addAll(List.of("-f", api.toString()));
+        }
         command.addAll(List.of(args));
         ProcessBuilder builder = new ProcessBuilder(command)
                 .redirectOutput(root.resolve("stdout").toFile())
@@ -207,6 +211,37 @@ class MainTest {
         assertEquals("2", result[0], result[1]);
         assertEquals("valve: " + message + System.lineSeparator(), result[1]);
         assertEquals("", result[2], "files left in the temporary directory");
+    }
+
+    @ParameterizedTest
+    @CsvSource(delimiter = '|', value = {
+        "n_maxx: 2                           | valve.yml: unknown key 'n_maxx' (known: host, port,",
+        "n_max: four                         | valve.yml: n_max must be a whole number, not 'four'",
+        "watch: 1                            | valve.yml: watch must be true or false, not 1",
+        "routes: {/api: {path: ., nmax: 2}}  | valve.yml: unknown key 'nmax' in routes./api (known: path, n_min,",
+        "routes: {/api: {path: ., n_max: x}} | valve.yml: routes./api.n_max must be a whole number, not 'x'",
+        "routes: {/api: {n_max: 2}}          | valve.yml: routes./api needs a path",
+        "routes: {/api: nowhere/}            | valve.yml: routes./api: ",
+        "routes: {/api: {path: ., n_max: 0}} | routes./api.n_max must be a whole number >= 1, not 0",
+        "routes: {api: .}                    | routes: 'api' is not a path prefix",
+        "'routes: [a, b]'                    | valve.yml: routes must be a mapping of path prefixes",
+        "'port: [1'                          | valve.yml is not valid YAML: "})
+    void configFileMistakesExitTwoWithOneLineNamingTheKey(String yaml, String message, @TempDir Path root)
+            throws Exception {
+        Path file = Files.writeString(Files.createDirectories(root.resolve("conf")).resolve("valve.yml"), yaml + "\n");
+        String[] result = runInstalled(root, "--config", file.toString());
+        assertEquals("2", result[0], result[1]);
+        String line = result[1].replace(file.toString(), "valve.yml");
+        assertTrue(line.startsWith("valve: ") && line.contains(message), line);
+        assertEquals(1, line.lines().count(), line);
+        assertEquals("", result[2], "files left in the temporary directory");
+    }
+
+    @Test
+    void aMissingConfigFileExitsTwo(@TempDir Path root) throws Exception {
+        String[] result = runInstalled(root, "--config", root.resolve("nowhere.yml").toString());
+        assertEquals("2", result[0], result[1]);
+        assertTrue(result[1].contains("the config file " + root.resolve("nowhere.yml") + " does not exist"), result[1]);
     }
 
     @Test

@@ -22,7 +22,7 @@ import io.helidon.webserver.http.ServerResponse;
  */
 public final class AdminRoutes {
     private final Observer observer;
-    private final Supplier<PoolStatus> pool;
+    private final Supplier<Map<String, PoolStatus>> pools;
     private final Supplier<Boolean> stopping;
     private final Supplier<Map<String, Object>> report;
     private final Function<Object, String> json;
@@ -30,12 +30,13 @@ public final class AdminRoutes {
     /**
      * @param report the {@link StatusReport}; null in the instant between the listener starting
      *               and the engine knowing its own addresses
+     * @param pools  each route's pool by its prefix
      * @param json   the engine's JSON writer
      */
-    public AdminRoutes(Observer observer, Supplier<PoolStatus> pool, Supplier<Boolean> stopping,
+    public AdminRoutes(Observer observer, Supplier<Map<String, PoolStatus>> pools, Supplier<Boolean> stopping,
                        Supplier<Map<String, Object>> report, Function<Object, String> json) {
         this.observer = observer;
-        this.pool = pool;
+        this.pools = pools;
         this.stopping = stopping;
         this.report = report;
         this.json = json;
@@ -54,7 +55,7 @@ public final class AdminRoutes {
         });
         routing.get("/healthz", (req, res) -> text(res, Status.OK_200, "ok"));
         routing.get("/readyz", (req, res) -> {
-            Readiness readiness = Readiness.of(pool.get(), stopping.get());
+            Readiness readiness = Readiness.of(pools.get(), stopping.get());
             text(res, readiness.ready() ? Status.OK_200 : Status.SERVICE_UNAVAILABLE_503,
                     (readiness.ready() ? "ready: " : "not ready: ") + readiness.why());
         });

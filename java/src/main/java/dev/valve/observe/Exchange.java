@@ -18,6 +18,8 @@ public final class Exchange {
     final String referer;
     final String userAgent;
     final String requestId;
+    /** The prefix of the route that took it; null when none did. */
+    String route;
     long queueWaitNanos = NONE;
     String worker;
     long bodyBytes = NONE;
@@ -47,6 +49,11 @@ public final class Exchange {
 
     public String requestId() {
         return requestId;
+    }
+
+    /** The route that took it, by its prefix ({@code /} for a single app), or null for none. */
+    public void routed(String prefix) {
+        this.route = prefix;
     }
 
     /** A worker was leased after waiting {@code waitNanos} in the queue (0 when one was free). */

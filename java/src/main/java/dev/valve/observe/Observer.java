@@ -29,12 +29,13 @@ public final class Observer {
 
     /**
      * @param accessLog where access log lines go, or null when the access log is off
-     * @param pool      the pool's state, read once per scrape
+     * @param pools     each route's pool state by its prefix (a single app: the one route
+     *                  {@code /}), read once per scrape
      * @param pods      service mode's pod counts, or null with local workers
      */
-    public Observer(LogSink accessLog, Supplier<PoolStatus> pool, Supplier<Pods> pods) {
+    public Observer(LogSink accessLog, Supplier<Map<String, PoolStatus>> pools, Supplier<Pods> pods) {
         this.accessLog = accessLog;
-        this.metrics = new Metrics(pool, pods);
+        this.metrics = new Metrics(pools, pods);
     }
 
     /** Pods in service mode: serving, and out after a failed request until they answer again. */
@@ -66,12 +67,14 @@ public final class Observer {
         return metrics.contentType();
     }
 
-    Map<String, Long> requestsByCode() {
-        return metrics.requestsByCode();
+    /** @param route a route's prefix, or null for every request */
+    Map<String, Long> requestsByCode(String route) {
+        return metrics.requestsByCode(route);
     }
 
-    Map<String, Long> errorsByReason() {
-        return metrics.errorsByReason();
+    /** @param route a route's prefix, or null for every request */
+    Map<String, Long> errorsByReason(String route) {
+        return metrics.errorsByReason(route);
     }
 
     /** Requests recorded so far. */

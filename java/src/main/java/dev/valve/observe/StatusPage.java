@@ -58,6 +58,25 @@ final class StatusPage {
         card(html, "5xx", serverErrors);
         html.append("</div>");
 
+        List<Map<String, Object>> routes = (List<Map<String, Object>>) report.get("routes");
+        if (routes.size() > 1) {
+            html.append("<h2>Routes</h2><table id=\"routes\"><tr><th>prefix</th><th>ready</th><th>workers</th>")
+                    .append("<th>busy</th><th>idle</th><th>starting</th><th>queued</th><th>requests</th></tr>");
+            for (Map<String, Object> route : routes) {
+                Map<String, Object> routePool = (Map<String, Object>) route.get("pool");
+                long answered = ((Map<String, Long>) route.get("requests")).values().stream()
+                        .mapToLong(Long::longValue).sum();
+                html.append("<tr><td>").append(escape(route.get("prefix"))).append("</td><td class=\"")
+                        .append(Boolean.TRUE.equals(route.get("ready")) ? "ok\">ready" : "bad\">not ready")
+                        .append("</td><td>").append(route.get("n_min")).append("-").append(route.get("n_max"));
+                for (String count : List.of("busy", "idle", "starting", "queued")) {
+                    html.append("</td><td class=\"n\">").append(routePool.get(count));
+                }
+                html.append("</td><td class=\"n\">").append(answered).append("</td></tr>");
+            }
+            html.append("</table>");
+        }
+
         html.append("<h2>Workers</h2><table id=\"workers\"><tr><th>name</th><th>pid</th><th>state</th>")
                 .append("<th>requests</th><th>idle</th><th>memory</th></tr>");
         for (Map<String, Object> worker : (List<Map<String, Object>>) pool.get("upstreams")) {

@@ -1,8 +1,11 @@
 package dev.valve.pool;
 
 import java.time.Duration;
+import java.util.ArrayList;
+import java.util.Collection;
 import java.util.List;
 import java.util.Map;
+import java.util.TreeMap;
 
 /**
  * A consistent snapshot of the pool, taken under its lock.
@@ -19,6 +22,34 @@ import java.util.Map;
  */
 public record PoolStatus(int starting, int idle, int busy, int queued, long started, long failed,
                          List<UpstreamStatus> upstreams, Map<String, Long> exits, boolean canLaunch) {
+
+    /** Several pools (one per route) added up: one that can launch makes the sum able to. */
+    public static PoolStatus combined(Collection<PoolStatus> pools) {
+        if (pools.size() == 1) {
+            return pools.iterator().next();
+        }
+        int starting = 0;
+        int idle = 0;
+        int busy = 0;
+        int queued = 0;
+        long started = 0;
+        long failed = 0;
+        List<UpstreamStatus> upstreams = new ArrayList<>();
+        Map<String, Long> exits = new TreeMap<>();
+        boolean canLaunch = false;
+        for (PoolStatus pool : pools) {
+            starting += pool.starting();
+            idle += pool.idle();
+            busy += pool.busy();
+            queued += pool.queued();
+            started += pool.started();
+            failed += pool.failed();
+            upstreams.addAll(pool.upstreams());
+            pool.exits().forEach((reason, count) -> exits.merge(reason, count, Long::sum));
+            canLaunch |= pool.canLaunch();
+        }
+        return new PoolStatus(starting, idle, busy, queued, started, failed, upstreams, exits, canLaunch);
+    }
 
     /**
      * @param name        upstream name

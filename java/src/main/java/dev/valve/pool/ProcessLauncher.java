@@ -50,11 +50,14 @@ public final class ProcessLauncher implements UpstreamLauncher {
      * @param secret         written to each worker's standard input as its first line
      * @param preload        fork workers from a {@link Template} that loaded the API once,
      *                       instead of starting each from scratch
+     * @param names          what the workers' names start with: empty for a single app, the route
+     *                       and a space ({@code "/api "}) when several share the log
      */
-    public record Settings(WorkerSpec worker, Path script, Duration startupTimeout, String secret, boolean preload) {
+    public record Settings(WorkerSpec worker, Path script, Duration startupTimeout, String secret, boolean preload,
+                           String names) {
         /** Workers started from scratch. */
         public Settings(WorkerSpec worker, Path script, Duration startupTimeout, String secret) {
-            this(worker, script, startupTimeout, secret, false);
+            this(worker, script, startupTimeout, secret, false, "");
         }
     }
 
@@ -89,7 +92,7 @@ public final class ProcessLauncher implements UpstreamLauncher {
     }
 
     private Upstream spawnBlocking(int id) throws IOException, InterruptedException {
-        String name = "worker " + id;
+        String name = settings.names() + "worker " + id;
         for (int attempt = 1; ; attempt++) {
             if (closed) {
                 throw new LaunchException(name + " was not started: the server is shutting down");
@@ -164,7 +167,7 @@ public final class ProcessLauncher implements UpstreamLauncher {
      * another port a few times, as a taken port would be.
      */
     private Upstream forkBlocking(int id) throws IOException, InterruptedException {
-        String name = "worker " + id;
+        String name = settings.names() + "worker " + id;
         for (int attempt = 1; ; attempt++) {
             if (closed) {
                 throw new LaunchException(name + " was not started: the server is shutting down");

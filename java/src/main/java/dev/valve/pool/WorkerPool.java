@@ -288,9 +288,10 @@ public final class WorkerPool implements AutoCloseable {
      * when there is none (a new session, or its upstream is gone), on the one with the fewest
      * sessions that has room, waiting like {@link #acquire} when every one is full.
      *
-     * @param token from {@link Lease#sessionToken()} of the session's first request; null for a new session
+     * @param tokens what the client sent back of {@link Lease#sessionToken()}s (of this pool's or
+     *               others'); none for a new session
      */
-    public Lease visit(String token, Runnable whenQueued) throws PoolException {
+    public Lease visit(List<String> tokens, Runnable whenQueued) throws PoolException {
         CompletableFuture<Member> waiter = new CompletableFuture<>();
         Effects effects = new Effects();
         Member member = null;
@@ -301,7 +302,10 @@ public final class WorkerPool implements AutoCloseable {
             if (closed) {
                 refusal = new PoolException(Reason.CLOSED, "the server is shutting down");
             } else {
-                Member known = token == null ? null : byToken.get(token);
+                Member known = null;
+                for (String token : tokens) {
+                    known = known != null ? known : byToken.get(token);
+                }
                 if (known != null && !known.gone && known.leaving == null && isAlive(known)) {
                     member = known;
                 } else {

@@ -15,6 +15,7 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.Set;
 import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.function.Consumer;
 
 import dev.valve.log.LogSink;
 import dev.valve.observe.Exchange;
@@ -63,9 +64,11 @@ public final class ProxyHandler implements Handler, AutoCloseable {
      * @param secretHeader   the header the workers look for the secret in
      * @param sessions       the workers serve sticky sessions (a Shiny app): a request goes to its
      *                       session's worker, named by the {@link #SESSION_COOKIE} valve sets
+     * @param route          the path prefix of the app this handler serves, which its workers do
+     *                       not see ({@link Routes}); {@code /} for every path, passed on as it is
      */
     public record Settings(long maxBodySize, int memoryBuffer, Duration requestTimeout, Path spoolDirectory,
-                           int maxHeaderBytes, String secret, String secretHeader, boolean sessions) {
+                           int maxHeaderBytes, String secret, String secretHeader, boolean sessions, String route) {
         @Override
         public String toString() {
             return "Settings[secret hidden]";
@@ -101,7 +104,8 @@ public final class ProxyHandler implements Handler, AutoCloseable {
     private final ErrorAnswers answers;
     private final Observer observer;
     private final KeptConnections kept = new KeptConnections();
-    private final MemoryBudget memory = MemoryBudget.quarterOfHeap();
+    /** One for every handler in the JVM (an engine may have one per route): it bounds the heap they share. */
+    private static final MemoryBudget memory = MemoryBudget.quarterOfHeap();
 
     /**
      * @param stallGuard limits body reads to the client timeout; owned by the caller
@@ -121,6 +125,11 @@ public final class ProxyHandler implements Handler, AutoCloseable {
         }
     }
 
+    /** Whether this app's workers serve sticky sessions (a Shiny app). */
+    boolean servesSessions() {
+        return settings.sessions();
+    }
+
     /** Closes the connections kept to workers; call once the server and the pool have stopped. */
     @Override
     public void close() {
@@ -129,15 +138,28 @@ public final class ProxyHandler implements Handler, AutoCloseable {
 
     @Override
     public void handle(ServerRequest req, ServerResponse res) {
+        serve(req, res, observer, settings.route(), exchange -> forward(req, res, exchange));
+    }
+
+    /**
+     * The story of every request around its answer: its {@link Exchange}, its request id, the
+     * close a client asked for, and its record once it ends. {@link Routes} tells a request for
+     * no route the same way.
+     *
+     * @param route the route's prefix, or null for none
+     */
+    static void serve(ServerRequest req, ServerResponse res, Observer observer, String route,
+                      Consumer<Exchange> answer) {
         Exchange exchange = new Exchange(peerAddress(req), req.prologue().method().text(), target(req), protocol(req),
                 req.headers().first(HeaderNames.REFERER).orElse(null),
                 req.headers().first(HeaderNames.USER_AGENT).orElse(null), RequestIds.choose(req.headers()));
+        exchange.routed(route);
         res.header(RequestIds.HEADER, exchange.requestId());
         // Helidon's isSent() stays false for some complete answers (an encoded body goes out as a
         // stream): a forward that returned has answered in full.
         boolean answered = false;
         try {
-            forward(req, res, exchange);
+            answer.accept(exchange);
             answered = true;
             if (clientWantsClose(req)) {
                 // Helidon 4.5 answers "Connection: close" but keeps the connection open
@@ -208,8 +230,9 @@ public final class ProxyHandler implements Handler, AutoCloseable {
             }
             exchange.leased(lease.upstream().name(), System.nanoTime() - queued);
             if (lease.placed()) {
-                res.header(HeaderNames.SET_COOKIE, SESSION_COOKIE + "=" + lease.sessionToken()
-                        + "; Path=/; HttpOnly; SameSite=Lax");
+                // Scoped to the route: apps on other prefixes keep sessions of their own.
+                res.header(HeaderNames.SET_COOKIE, SESSION_COOKIE + "=" + lease.sessionToken() + "; Path="
+                        + settings.route() + "; HttpOnly; SameSite=Lax");
             }
             if (body == null && isWebSocketUpgrade(req)) {
                 upgrade(new UpstreamCall(lease, kept), req, res, exchange);
@@ -236,9 +259,9 @@ public final class ProxyHandler implements Handler, AutoCloseable {
      */
     private Lease acquire(ServerRequest req) throws PoolException {
         ClientConnection client = ClientConnection.current();
-        String token = settings.sessions() ? sessionToken(req) : null;
+        List<String> tokens = settings.sessions() ? sessionTokens(req) : List.of();
         if (client == null) {
-            return settings.sessions() ? pool.visit(token, () -> { }) : pool.acquire();
+            return settings.sessions() ? pool.visit(tokens, () -> { }) : pool.acquire();
         }
         AtomicBoolean settled = new AtomicBoolean();
         Thread waiting = Thread.currentThread();
@@ -249,7 +272,7 @@ public final class ProxyHandler implements Handler, AutoCloseable {
         });
         Lease lease;
         try {
-            lease = settings.sessions() ? pool.visit(token, whenQueued) : pool.acquire(whenQueued);
+            lease = settings.sessions() ? pool.visit(tokens, whenQueued) : pool.acquire(whenQueued);
         } catch (PoolException e) {
             if (settled.compareAndSet(false, true)) {
                 throw e;
@@ -264,17 +287,21 @@ public final class ProxyHandler implements Handler, AutoCloseable {
         throw clientGone();
     }
 
-    /** The session token from the request's {@link #SESSION_COOKIE}, or null for a new session. */
-    private static String sessionToken(ServerRequest req) {
+    /**
+     * The session tokens in the request's {@link #SESSION_COOKIE}s: a browser sends one per app
+     * whose route the path is under (the root's and a prefix's), and the pool knows its own.
+     */
+    private static List<String> sessionTokens(ServerRequest req) {
+        List<String> tokens = new ArrayList<>(1);
         for (String cookies : req.headers().values(HeaderNames.COOKIE)) {
             for (String cookie : cookies.split(";")) {
                 String pair = cookie.trim();
                 if (pair.startsWith(SESSION_COOKIE + "=")) {
-                    return pair.substring(SESSION_COOKIE.length() + 1);
+                    tokens.add(pair.substring(SESSION_COOKIE.length() + 1));
                 }
             }
         }
-        return null;
+        return tokens;
     }
 
     private CloseConnectionException clientGone() {
@@ -295,7 +322,8 @@ public final class ProxyHandler implements Handler, AutoCloseable {
             throws IOException {
         UpstreamConnection.Response answer;
         try {
-            answer = call.send(req.prologue().method().text(), target(req), forwardHeaders(req, exchange), body,
+            answer = call.send(req.prologue().method().text(), Routes.strip(settings.route(), target(req)),
+                    forwardHeaders(req, exchange), body,
                     req.prologue().method().equals(Method.HEAD), settings.requestTimeout());
             copyHeaders(answer, res);
         } catch (UpstreamCall.FailedException e) {
@@ -329,7 +357,7 @@ public final class ProxyHandler implements Handler, AutoCloseable {
             List<String[]> headers = forwardHeaders(req, exchange);
             headers.add(new String[] {"Connection", "Upgrade"});
             headers.add(new String[] {"Upgrade", "websocket"});
-            answer = call.upgrade(target(req), headers, settings.requestTimeout());
+            answer = call.upgrade(Routes.strip(settings.route(), target(req)), headers, settings.requestTimeout());
         } catch (UpstreamCall.FailedException e) {
             failUpstream(req, res, exchange, call, e.failure, e.getCause());
             return;
@@ -438,7 +466,8 @@ public final class ProxyHandler implements Handler, AutoCloseable {
             if (hop.contains(header) || name.equals(HeaderNames.CONTENT_LENGTH) || name.equals(HeaderNames.EXPECT)
                     || SECRET_HEADERS.contains(name) || name.equals(HTTP10_MARKER)
                     || name.equals(HeaderNames.X_FORWARDED_FOR) || name.equals(HeaderNames.X_FORWARDED_PROTO)
-                    || name.equals(HeaderNames.X_FORWARDED_HOST) || name.equals(RequestIds.HEADER)) {
+                    || name.equals(HeaderNames.X_FORWARDED_HOST) || name.equals(RequestIds.HEADER)
+                    || name.equals(Routes.PREFIX_HEADER) && Routes.hasPrefix(settings.route())) {
                 continue;
             }
             for (String value : header.allValues()) {
@@ -449,6 +478,10 @@ public final class ProxyHandler implements Handler, AutoCloseable {
         out.add(new String[] {"X-Forwarded-For", forwardedFor(req)});
         out.add(new String[] {"X-Forwarded-Proto", req.isSecure() ? "https" : "http"});
         in.first(HeaderNames.HOST).ifPresent(host -> out.add(new String[] {"X-Forwarded-Host", host}));
+        if (Routes.hasPrefix(settings.route())) {
+            out.add(new String[] {Routes.PREFIX_HEADER.defaultCase(),
+                    Routes.forwardedPrefix(in.first(Routes.PREFIX_HEADER).orElse(null), settings.route())});
+        }
         if (settings.secret() != null) {
             out.add(new String[] {settings.secretHeader(), settings.secret()});
         }

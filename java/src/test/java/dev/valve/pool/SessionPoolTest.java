@@ -44,11 +44,11 @@ class SessionPoolTest {
     @Test
     void aSessionStaysOnItsUpstreamAndSharesIt() throws Exception {
         sessions(1, 2, 5, Duration.ofSeconds(10)).start().get(10, TimeUnit.SECONDS);
-        Lease first = pool.visit(null, () -> { });
+        Lease first = pool.visit(List.of(), () -> { });
         assertTrue(first.placed());
         String token = first.sessionToken();
         // Shared: a second request of the session, while the first is in flight, gets the same upstream.
-        Lease second = pool.visit(token, () -> { });
+        Lease second = pool.visit(List.of(token), () -> { });
         assertFalse(second.placed());
         assertSame(first.upstream(), second.upstream());
         first.release();
@@ -59,19 +59,19 @@ class SessionPoolTest {
     @Test
     void newSessionsGoToTheUpstreamWithFewestAndStartMoreWhenFull() throws Exception {
         sessions(2, 3, 2, Duration.ofSeconds(10)).start().get(10, TimeUnit.SECONDS);
-        Lease a = pool.visit(null, () -> { });
-        Lease b = pool.visit(null, () -> { });
+        Lease a = pool.visit(List.of(), () -> { });
+        Lease b = pool.visit(List.of(), () -> { });
         assertNotEquals(a.upstream(), b.upstream(), "the second session goes to the emptier upstream");
         Place aSocket = a.keepPlace();
         Place bSocket = b.keepPlace();
-        Lease c = pool.visit(null, () -> { });
-        Lease d = pool.visit(null, () -> { });
+        Lease c = pool.visit(List.of(), () -> { });
+        Lease d = pool.visit(List.of(), () -> { });
         assertNotEquals(c.upstream(), d.upstream());
         c.release();
         d.release();
         // Both upstreams hold two sessions each (one open socket, one placement): the fifth
         // session waits for the third upstream, which starts for it.
-        Lease e = pool.visit(null, () -> { });
+        Lease e = pool.visit(List.of(), () -> { });
         assertEquals(3, launcher.launched.size());
         assertTrue(List.of(a.upstream(), b.upstream()).stream().noneMatch(e.upstream()::equals));
         e.release();
@@ -84,12 +84,12 @@ class SessionPoolTest {
     @Test
     void whenEveryUpstreamIsFullNewSessionsWaitThenAreRefused() throws Exception {
         sessions(1, 1, 1, Duration.ofMillis(200)).start().get(10, TimeUnit.SECONDS);
-        Place socket = pool.visit(null, () -> { }).keepPlace();
-        PoolException full = assertThrows(PoolException.class, () -> pool.visit(null, () -> { }));
+        Place socket = pool.visit(List.of(), () -> { }).keepPlace();
+        PoolException full = assertThrows(PoolException.class, () -> pool.visit(List.of(), () -> { }));
         assertEquals(PoolException.Reason.QUEUE_TIMEOUT, full.reason());
         socket.close();
         // The place is free again: the next new session gets it.
-        Lease next = pool.visit(null, () -> { });
+        Lease next = pool.visit(List.of(), () -> { });
         assertTrue(next.placed());
         next.release();
     }
@@ -97,10 +97,10 @@ class SessionPoolTest {
     @Test
     void aPlacementWithoutItsWebSocketLapses() throws Exception {
         sessions(1, 1, 1, Duration.ofMillis(200)).start().get(10, TimeUnit.SECONDS);
-        pool.visit(null, () -> { }).release();
-        assertThrows(PoolException.class, () -> pool.visit(null, () -> { }), "held for the first session's WebSocket");
+        pool.visit(List.of(), () -> { }).release();
+        assertThrows(PoolException.class, () -> pool.visit(List.of(), () -> { }), "held for the first session's WebSocket");
         clock.addAndGet(WorkerPool.PLACEMENT_HOLD.toNanos() + 1);
-        Lease later = pool.visit(null, () -> { });
+        Lease later = pool.visit(List.of(), () -> { });
         assertTrue(later.placed());
         later.release();
     }
@@ -108,14 +108,14 @@ class SessionPoolTest {
     @Test
     void aSessionWhoseUpstreamDiedIsPlacedOnALiveOne() throws Exception {
         sessions(2, 2, 5, Duration.ofSeconds(10)).start().get(10, TimeUnit.SECONDS);
-        Lease first = pool.visit(null, () -> { });
+        Lease first = pool.visit(List.of(), () -> { });
         String token = first.sessionToken();
         Upstream dead = first.upstream();
         first.release();
         ((StubWorker) dead).crash();
         Await.until("the crash is noticed", () -> pool.status().upstreams().stream()
                 .noneMatch(upstream -> upstream.name().equals(dead.name())));
-        Lease again = pool.visit(token, () -> { });
+        Lease again = pool.visit(List.of(token), () -> { });
         assertTrue(again.placed(), "a new session, with a new token for the client");
         assertNotEquals(dead, again.upstream());
         assertNotEquals(token, again.sessionToken());
@@ -125,7 +125,7 @@ class SessionPoolTest {
     @Test
     void aForgedTokenOnlyGetsANewSession() throws Exception {
         sessions(1, 1, 5, Duration.ofSeconds(10)).start().get(10, TimeUnit.SECONDS);
-        Lease lease = pool.visit("not-a-token", () -> { });
+        Lease lease = pool.visit(List.of("not-a-token"), () -> { });
         assertTrue(lease.placed());
         lease.release();
     }
@@ -133,7 +133,7 @@ class SessionPoolTest {
     @Test
     void anUpstreamWithAnOpenWebSocketIsNeverReapedAsIdle() throws Exception {
         sessions(0, 1, 5, Duration.ofSeconds(10));
-        Lease lease = pool.visit(null, () -> { });
+        Lease lease = pool.visit(List.of(), () -> { });
         Place socket = lease.keepPlace();
         clock.addAndGet(Duration.ofHours(1).toNanos());
         pool.reap();
