@@ -64,6 +64,21 @@ public final class Lease implements AutoCloseable {
     }
 
     /**
+     * The upstream refused the connection: nothing reached it, and it serves nobody any more (a
+     * process that died and is not reaped yet), so it leaves the pool, shared or not.
+     */
+    public void unreachable() {
+        if (returned.compareAndSet(false, true)) {
+            if (shared) {
+                pool.endVisit(member);
+                pool.drop(member);
+            } else {
+                pool.giveBack(member, ExitReason.CRASH);
+            }
+        }
+    }
+
+    /**
      * The request became a WebSocket: the upstream counts one more open connection, which keeps
      * it from being stopped as idle, but it takes other requests again. Close the place when the
      * connection ends.

@@ -382,6 +382,17 @@ public final class WorkerPool implements AutoCloseable {
         });
     }
 
+    /** A shared member refused a connection: it leaves, and is stopped. */
+    void drop(Member member) {
+        update(effects -> {
+            if (!member.gone) {
+                idle.remove(member);
+                leave(member, ExitReason.CRASH);
+                effects.stops.add(new Stop(member.upstream, "refused a connection"));
+            }
+        });
+    }
+
     /** A request on {@code member} became a WebSocket: it holds a place there from now on. */
     Place keepPlace(Member member, boolean shared) {
         update(effects -> {

@@ -5,6 +5,7 @@ import java.io.IOException;
 import java.io.InputStream;
 import java.io.OutputStream;
 import java.io.UncheckedIOException;
+import java.net.ConnectException;
 import java.net.InetSocketAddress;
 import java.net.SocketAddress;
 import java.net.SocketTimeoutException;
@@ -219,25 +220,37 @@ public final class ProxyHandler implements Handler, AutoCloseable {
             throw new CloseConnectionException("unreadable request body", e);
         }
         try (body) {
-            Lease lease;
-            long queued = System.nanoTime();
-            try {
-                lease = acquire(req);
-            } catch (PoolException e) {
-                Failure failure = Failure.of(e.reason());
-                refuse(req, res, exchange, failure.status, failure.label(), e.getMessage());
-                return;
-            }
-            exchange.leased(lease.upstream().name(), System.nanoTime() - queued);
-            if (lease.placed()) {
-                // Scoped to the route: apps on other prefixes keep sessions of their own.
-                res.header(HeaderNames.SET_COOKIE, SESSION_COOKIE + "=" + lease.sessionToken() + "; Path="
-                        + settings.route() + "; HttpOnly; SameSite=Lax");
-            }
-            if (body == null && isWebSocketUpgrade(req)) {
-                upgrade(new UpstreamCall(lease, kept), req, res, exchange);
-            } else {
-                proxy(new UpstreamCall(lease, kept), req, body, res, exchange);
+            List<String> tokens = settings.sessions() ? sessionTokens(req) : List.of();
+            boolean firstTry = true;
+            while (true) {
+                Lease lease;
+                long queued = System.nanoTime();
+                try {
+                    lease = acquire(tokens);
+                } catch (PoolException e) {
+                    Failure failure = Failure.of(e.reason());
+                    refuse(req, res, exchange, failure.status, failure.label(), e.getMessage());
+                    return;
+                }
+                exchange.leased(lease.upstream().name(), System.nanoTime() - queued);
+                if (lease.placed()) {
+                    // Scoped to the route: apps on other prefixes keep sessions of their own.
+                    res.header(HeaderNames.SET_COOKIE, SESSION_COOKIE + "=" + lease.sessionToken() + "; Path="
+                            + settings.route() + "; HttpOnly; SameSite=Lax");
+                }
+                // A session whose worker refuses the connection (it died, and is not reaped yet)
+                // is placed anew, once: nothing reached the dead worker, and its sessions are gone.
+                boolean mayPlaceAgain = settings.sessions() && firstTry;
+                UpstreamCall call = new UpstreamCall(lease, kept);
+                boolean unreachable = body == null && isWebSocketUpgrade(req)
+                        ? upgrade(call, req, res, exchange, mayPlaceAgain)
+                        : proxy(call, req, body, res, exchange, mayPlaceAgain);
+                if (!unreachable) {
+                    return;
+                }
+                log.add("valve", call.upstreamName() + " refused the connection; its session goes to another worker");
+                tokens = List.of();
+                firstTry = false;
             }
         } catch (IOException e) {
             throw new UncheckedIOException(e);
@@ -257,9 +270,8 @@ public final class ProxyHandler implements Handler, AutoCloseable {
      * queue, a client that hangs up takes it out of the queue, so an abandoned request never
      * costs a worker.
      */
-    private Lease acquire(ServerRequest req) throws PoolException {
+    private Lease acquire(List<String> tokens) throws PoolException {
         ClientConnection client = ClientConnection.current();
-        List<String> tokens = settings.sessions() ? sessionTokens(req) : List.of();
         if (client == null) {
             return settings.sessions() ? pool.visit(tokens, () -> { }) : pool.acquire();
         }
@@ -317,9 +329,14 @@ public final class ProxyHandler implements Handler, AutoCloseable {
         exchange.sentBody(answers.send(req, res, status, message));
     }
 
-    /** Everything between leasing a worker and the end of its response; the call ends on every path. */
-    private void proxy(UpstreamCall call, ServerRequest req, Spool body, ServerResponse res, Exchange exchange)
-            throws IOException {
+    /**
+     * Everything between leasing a worker and the end of its response; the call ends on every path.
+     *
+     * @param mayPlaceAgain a refused connection is left to the caller, who places the session anew
+     * @return true when the worker refused the connection and {@code mayPlaceAgain}: nothing was answered
+     */
+    private boolean proxy(UpstreamCall call, ServerRequest req, Spool body, ServerResponse res, Exchange exchange,
+                          boolean mayPlaceAgain) throws IOException {
         UpstreamConnection.Response answer;
         try {
             answer = call.send(req.prologue().method().text(), Routes.strip(settings.route(), target(req)),
@@ -327,12 +344,15 @@ public final class ProxyHandler implements Handler, AutoCloseable {
                     req.prologue().method().equals(Method.HEAD), settings.requestTimeout());
             copyHeaders(answer, res);
         } catch (UpstreamCall.FailedException e) {
+            if (mayPlaceAgain && e.getCause() instanceof ConnectException) {
+                return true;
+            }
             failUpstream(req, res, exchange, call, e.failure, e.getCause());
-            return;
+            return false;
         } catch (RuntimeException | Error e) {
             call.fail(e);
             failUpstream(req, res, exchange, call, UpstreamCall.classify(e), e);
-            return;
+            return false;
         }
         try {
             relay(call, answer, res, req, exchange);
@@ -341,6 +361,7 @@ public final class ProxyHandler implements Handler, AutoCloseable {
             call.fail(e);
             throw e;
         }
+        return false;
     }
 
     /**
@@ -349,8 +370,8 @@ public final class ProxyHandler implements Handler, AutoCloseable {
      * instead of its lease, and both connections become a {@link WebSocketTunnel} until either
      * side closes. The client's connection then ends: it served its last request.
      */
-    private void upgrade(UpstreamCall call, ServerRequest req, ServerResponse res, Exchange exchange)
-            throws IOException {
+    private boolean upgrade(UpstreamCall call, ServerRequest req, ServerResponse res, Exchange exchange,
+                            boolean mayPlaceAgain) throws IOException {
         ClientConnection client = ClientConnection.current();
         UpstreamConnection.Response answer;
         try {
@@ -359,8 +380,11 @@ public final class ProxyHandler implements Handler, AutoCloseable {
             headers.add(new String[] {"Upgrade", "websocket"});
             answer = call.upgrade(Routes.strip(settings.route(), target(req)), headers, settings.requestTimeout());
         } catch (UpstreamCall.FailedException e) {
+            if (mayPlaceAgain && e.getCause() instanceof ConnectException) {
+                return true;
+            }
             failUpstream(req, res, exchange, call, e.failure, e.getCause());
-            return;
+            return false;
         }
         if (answer.status() != Status.SWITCHING_PROTOCOLS_101.code() || client == null) {
             try {
@@ -370,7 +394,7 @@ public final class ProxyHandler implements Handler, AutoCloseable {
                 call.fail(e);
                 throw e;
             }
-            return;
+            return false;
         }
         WebSocketTunnel.End worker = call.upgraded();
         try (Place place = call.keepPlace()) {

@@ -1,6 +1,7 @@
 package dev.valve.proxy;
 
 import java.io.IOException;
+import java.net.ConnectException;
 import java.net.SocketTimeoutException;
 import java.time.Duration;
 import java.util.List;
@@ -153,6 +154,11 @@ final class UpstreamCall implements AutoCloseable {
 
     /** The upstream failed with {@code cause}: it is stopped and replaced. */
     void fail(Throwable cause) {
+        if (cause instanceof ConnectException && ended.compareAndSet(false, true)) {
+            // Nothing reached it: a process that is gone, whatever sessions it served.
+            lease.unreachable();
+            return;
+        }
         end(cause instanceof SocketTimeoutException ? ExitReason.TIMEOUT_KILL : ExitReason.FAILED_REQUEST);
     }
 

@@ -34,6 +34,7 @@ final class WebSocketTunnel {
     static final Duration PING_INTERVAL = Duration.ofSeconds(20);
     /** How long the other direction may take to finish once one side has closed. */
     private static final Duration CLOSING_GRACE = Duration.ofSeconds(5);
+    private static final int OP_CLOSE = 0x8;
     private static final int OP_PONG = 0xA;
     private static final int OP_PING = 0x9;
     private static final byte[] PING_PAYLOAD = "valve".getBytes(StandardCharsets.US_ASCII);
@@ -49,6 +50,9 @@ final class WebSocketTunnel {
     private final ReentrantLock toClient = new ReentrantLock();
     private final AtomicLong lastHeardFromClient = new AtomicLong(System.nanoTime());
     private final AtomicLong toClientBytes = new AtomicLong();
+    /** The status code of the client's close frame (unmasked), once it sent one; empty for none given. */
+    private volatile byte[] clientClosed;
+    private volatile boolean workerClosed;
 
     WebSocketTunnel(End client, End worker) {
         this(client, worker, PING_INTERVAL);
@@ -85,12 +89,38 @@ final class WebSocketTunnel {
             // socket writes fail unchecked): both connections close.
         } finally {
             pinger.interrupt();
+            answerClose();
             client.close().run();
             worker.close().run();
             join(up);
             join(pinger);
         }
         return toClientBytes.get();
+    }
+
+    /**
+     * The client closed, and the worker's side ended without the closing frame that should answer
+     * it: httpuv closes its socket before its answer is sent. valve answers in its place, with the
+     * client's own code as RFC 6455 5.5.1 has it, so the client sees the clean close it asked for.
+     */
+    private void answerClose() {
+        byte[] code = clientClosed;
+        if (code == null || workerClosed) {
+            return;
+        }
+        byte[] frame = new byte[2 + code.length];
+        frame[0] = (byte) (0x80 | OP_CLOSE);
+        frame[1] = (byte) code.length;
+        System.arraycopy(code, 0, frame, 2, code.length);
+        toClient.lock();
+        try {
+            client.out().write(frame);
+            client.out().flush();
+        } catch (IOException | RuntimeException e) {
+            // The client is gone too: nothing to answer.
+        } finally {
+            toClient.unlock();
+        }
     }
 
     /** Copies frames from one side to the other, frame by frame, each whole before the next. */
@@ -124,6 +154,23 @@ final class WebSocketTunnel {
                 }
                 if (length < 0) {
                     throw new IOException("invalid WebSocket frame length");
+                }
+                if ((first & 0x0F) == OP_CLOSE && !fromClient) {
+                    workerClosed = true;
+                }
+                if (fromClient && (first & 0x0F) == OP_CLOSE && length <= 125) {
+                    byte[] payload = new byte[(int) length];
+                    readFully(in, payload, 0, payload.length);
+                    byte[] mask = masked ? Arrays.copyOfRange(head, headLength - 4, headLength) : null;
+                    byte[] code = new byte[Math.min(2, payload.length)];
+                    for (int i = 0; i < code.length; i++) {
+                        code[i] = mask == null ? payload[i] : (byte) (payload[i] ^ mask[i % 4]);
+                    }
+                    clientClosed = code;
+                    out.write(head, 0, headLength);
+                    out.write(payload);
+                    out.flush();
+                    continue;
                 }
                 if (fromClient && (first & 0x0F) == OP_PONG && length == PING_PAYLOAD.length) {
                     byte[] payload = new byte[PING_PAYLOAD.length];

@@ -123,6 +123,21 @@ class SessionPoolTest {
     }
 
     @Test
+    void anUpstreamThatRefusesAConnectionLeavesWithItsSessions() throws Exception {
+        sessions(2, 2, 5, Duration.ofSeconds(10)).start().get(10, TimeUnit.SECONDS);
+        Lease first = pool.visit(List.of(), () -> { });
+        String token = first.sessionToken();
+        Upstream refusing = first.upstream();
+        // Its process died and is not reaped yet: the proxy's connection was refused.
+        first.unreachable();
+        assertTrue(pool.status().upstreams().stream().noneMatch(upstream -> upstream.name().equals(refusing.name())));
+        Lease again = pool.visit(List.of(token), () -> { });
+        assertTrue(again.placed());
+        assertNotEquals(refusing, again.upstream());
+        again.release();
+    }
+
+    @Test
     void aForgedTokenOnlyGetsANewSession() throws Exception {
         sessions(1, 1, 5, Duration.ofSeconds(10)).start().get(10, TimeUnit.SECONDS);
         Lease lease = pool.visit(List.of("not-a-token"), () -> { });

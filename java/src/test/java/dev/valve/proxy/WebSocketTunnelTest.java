@@ -102,6 +102,19 @@ class WebSocketTunnelTest {
     }
 
     @Test
+    void aWorkerThatDropsTheConnectionAfterTheClientsCloseStillAnswersIt() throws Exception {
+        byte[] closeFrame = frame(0x88, new byte[] {0x03, (byte) 0xE8}, true);
+        browser.getOutputStream().write(closeFrame);
+        assertArrayEquals(closeFrame, readFrame(worker.getInputStream()).raw);
+        // As httpuv does: the socket closes before the answering close frame is sent.
+        worker.close();
+        Frame answer = nextDataFrame(browser.getInputStream());
+        assertEquals(0x8, answer.opcode());
+        assertArrayEquals(new byte[] {0x03, (byte) 0xE8}, answer.payload);
+        assertEquals(-1, drain(browser.getInputStream()));
+    }
+
+    @Test
     void aClientThatLeavesEndsTheWorkersConnection() throws Exception {
         browser.close();
         assertEquals(-1, drain(worker.getInputStream()));
