@@ -30,12 +30,13 @@ JAVA_SOURCES := $(shell find java/src/main -type f) java/pom.xml
 R_SOURCES := $(wildcard R/*.R) DESCRIPTION
 PACKAGE_FILES := $(R_SOURCES) $(shell find inst tests -type f -not -path 'inst/java/*' 2>/dev/null)
 
-.PHONY: help deps jars document install demo check java-test r-check bench clean
+.PHONY: help deps jars document install demo check java-test r-check bench image-test clean
 
 help:
 	@echo "make demo   serve the bundled example API on http://127.0.0.1:3000"
 	@echo "make check  build everything and run every test (JUnit, R CMD check)"
 	@echo "make bench  valve vs HAProxy vs nginx on the same workers (bench/latest.md, bench/latest.png)"
+	@echo "make image-test  build the Dockerfile with podman from Debian alone and run it (minutes)"
 
 deps: $(STAMPS)/apt
 
@@ -106,6 +107,11 @@ bench: install
 	@missing=$$(for p in $(BENCH_APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; fi
 	timeout $$(awk -v r="$${BENCH_ROUNDS:-3}" -v s="$${BENCH_SECONDS:-5}" 'BEGIN { print int(900 + 50 * r * s) }') $(RSCRIPT) bench/run.R
+
+# Not part of check: minutes of apt, debootstrap and podman (tools/image-test.sh says what it
+# does). The jars are built first so that Maven's local repository holds all the image's build needs.
+image-test: jars
+	tools/image-test.sh
 
 clean:
 	rm -rf $(R_LIB) $(STAMPS) check inst/java java/target
