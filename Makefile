@@ -24,7 +24,8 @@ TARBALL := valve_$(VERSION).tar.gz
 APT_PACKAGES := r-base-core r-cran-rjava r-cran-plumber r-cran-testthat \
   r-cran-cli r-cran-rlang r-cran-jsonlite r-cran-later r-cran-curl r-cran-processx \
   r-cran-withr r-cran-roxygen2 maven openjdk-17-jre-headless util-linux procps curl \
-  iproute2 dnsmasq-base r-cran-yaml nginx-light apache2-utils prometheus chromium
+  iproute2 dnsmasq-base r-cran-yaml nginx-light apache2-utils prometheus chromium \
+  r-cran-knitr r-cran-markdown
 
 JAVA_SOURCES := $(shell find java/src/main -type f) java/pom.xml
 R_SOURCES := $(wildcard R/*.R) DESCRIPTION
@@ -83,11 +84,12 @@ java-test: | $(STAMPS)/apt
 
 # End-to-end tests must run here: VALVE_E2E=required turns a would-be skip into a failure,
 # and the testthat summary is checked for skips as well. Tests keep what a person should look at
-# (the status page's screenshot) in VALVE_TEST_ARTIFACTS.
+# (the status page's screenshot) in VALVE_TEST_ARTIFACTS, and read the Dockerfile, which is not
+# in the package, from VALVE_SOURCE_DIR. The vignettes are built (knitr, markdown: no pandoc).
 r-check: $(STAMPS)/install
 	rm -rf check && mkdir -p check
-	cd check && R CMD build --no-build-vignettes .. >/dev/null
-	cd check && NOT_CRAN=true VALVE_E2E=required VALVE_TEST_ARTIFACTS=$(CURDIR)/check/artifacts \
+	cd check && R CMD build .. >/dev/null
+	cd check && NOT_CRAN=true VALVE_E2E=required VALVE_SOURCE_DIR=$(CURDIR) VALVE_TEST_ARTIFACTS=$(CURDIR)/check/artifacts \
 	  _R_CHECK_FUTURE_FILE_TIMESTAMPS_=false R CMD check --no-manual $(TARBALL)
 	@summary=$$(grep -aE '\[ FAIL [0-9]+ \| WARN [0-9]+ \| SKIP [0-9]+ \| PASS [0-9]+ \]' check/valve.Rcheck/tests/testthat.Rout | tail -n 1); \
 	echo "testthat: $$summary"; \
