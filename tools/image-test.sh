@@ -8,7 +8,7 @@
 #      Maven repository that make filled;
 #   4. runs it with --network=host on free loopback ports and checks: the example API answers,
 #      a POST with a body, 503 when the queue is full, the HEALTHCHECK, a non-root user, and
-#      SIGTERM (podman stop) exiting 0 with no process left;
+#      SIGTERM (podman stop) finishing the request in flight and exiting 0 with no process left;
 #   5. removes the container and the image; the base image and the two images of Debian's
 #      packages (localhost/valve-image-test-cache) stay, so that later runs take well under
 #      a minute.
@@ -84,7 +84,7 @@ path-exclude /usr/share/info/*
 path-exclude /usr/share/locale/*
 EOF
   rm -rf "$work"/rootfs/var/lib/apt/lists/* "$work"/rootfs/var/cache/apt/*.bin
-  tar -C "$work/rootfs" --numeric-owner -c . | podman import --change 'CMD ["bash"]' - "$base" >/dev/null
+  tar -C "$work/rootfs" --numeric-owner -c . | podman import --change 'CMD ["bash"]' - "$base" >/dev/null 2>>"$work/podman.log"
   rm -rf --one-file-system "$work/rootfs"
   step "imported $base"
 fi
@@ -206,10 +206,17 @@ users=$(podman top "$container" user | tail -n +2 | sort -u | tr '\n' ' ')
 step "every process runs as user valve"
 
 # SIGTERM: podman stop sends it (the image's STOPSIGNAL) and kills only after 30 s; valve must
-# stop its workers and exit 0 by itself. The host's pids of every process in the container:
+# let the request in flight finish, stop its worker and exit 0 by itself. The host's pids of
+# every process in the container:
 hpids=$(podman top "$container" hpid | tail -n +2 | tr '\n' ' ')
 [ "$(wc -w <<<"$hpids")" -ge 3 ] || fail "expected tini, java and a worker, got pids: $hpids"
+request "$url/sleep?ms=2000" >"$work/in-flight" &
+pids+=($!)
+wait_metric 'valve_workers{state="busy"}' 1.0
 podman stop --time 30 "$container" >/dev/null 2>>"$work/podman.log"
+wait "${pids[@]}"
+pids=()
+[ "$(status_of "$(cat "$work/in-flight")")" = 200 ] || fail "the request in flight at SIGTERM: $(cat "$work/in-flight")"
 code=$(podman inspect --format '{{.State.ExitCode}}' "$container")
 [ "$code" = 0 ] || fail "exit status after SIGTERM: $code"
 for pid in $hpids; do
@@ -217,7 +224,7 @@ for pid in $hpids; do
 done
 log=$(podman logs "$container" 2>&1)
 grep -q '\[valve\] stopped$' <<<"$log" || fail "valve did not log that it stopped"
-step "SIGTERM: exit 0, all $(wc -w <<<"$hpids") processes gone"
+step "SIGTERM: the request in flight got 200, exit 0, all $(wc -w <<<"$hpids") processes gone"
 
 # 5. Clean up (the trap does the same on any failure).
 podman rm "$container" >/dev/null 2>>"$work/podman.log"
