@@ -25,18 +25,19 @@ APT_PACKAGES := r-base-core r-cran-rjava r-cran-plumber r-cran-testthat \
   r-cran-cli r-cran-rlang r-cran-jsonlite r-cran-later r-cran-curl r-cran-processx \
   r-cran-withr r-cran-roxygen2 maven openjdk-17-jre-headless util-linux procps curl \
   iproute2 dnsmasq-base r-cran-yaml nginx-light apache2-utils prometheus chromium \
-  r-cran-shiny python3-websockets
+  r-cran-shiny python3-websockets r-cran-knitr r-cran-markdown
 
 JAVA_SOURCES := $(shell find java/src/main -type f) java/pom.xml
 R_SOURCES := $(wildcard R/*.R) DESCRIPTION
 PACKAGE_FILES := $(R_SOURCES) $(shell find inst tests -type f -not -path 'inst/java/*' 2>/dev/null)
 
-.PHONY: help deps jars document install demo check java-test r-check bench clean
+.PHONY: help deps jars document install demo check java-test r-check bench image-test clean
 
 help:
 	@echo "make demo   serve the bundled example API on http://127.0.0.1:3000"
 	@echo "make check  build everything and run every test (JUnit, R CMD check)"
 	@echo "make bench  valve vs HAProxy vs nginx on the same workers (bench/latest.md, bench/latest.png)"
+	@echo "make image-test  build the Dockerfile with podman from Debian alone and run it (minutes)"
 
 deps: $(STAMPS)/apt
 
@@ -83,11 +84,12 @@ java-test: | $(STAMPS)/apt
 
 # End-to-end tests must run here: VALVE_E2E=required turns a would-be skip into a failure,
 # and the testthat summary is checked for skips as well. Tests keep what a person should look at
-# (the status page's screenshot) in VALVE_TEST_ARTIFACTS.
+# (the status page's screenshot) in VALVE_TEST_ARTIFACTS, and read the Dockerfile, which is not
+# in the package, from VALVE_SOURCE_DIR. The vignettes are built (knitr, markdown: no pandoc).
 r-check: $(STAMPS)/install
 	rm -rf check && mkdir -p check
-	cd check && R CMD build --no-build-vignettes .. >/dev/null
-	cd check && NOT_CRAN=true VALVE_E2E=required VALVE_TEST_ARTIFACTS=$(CURDIR)/check/artifacts \
+	cd check && R CMD build .. >/dev/null
+	cd check && NOT_CRAN=true VALVE_E2E=required VALVE_SOURCE_DIR=$(CURDIR) VALVE_TEST_ARTIFACTS=$(CURDIR)/check/artifacts \
 	  _R_CHECK_FUTURE_FILE_TIMESTAMPS_=false R CMD check --no-manual $(TARBALL)
 	@summary=$$(grep -aE '\[ FAIL [0-9]+ \| WARN [0-9]+ \| SKIP [0-9]+ \| PASS [0-9]+ \]' check/valve.Rcheck/tests/testthat.Rout | tail -n 1); \
 	echo "testthat: $$summary"; \
@@ -107,6 +109,11 @@ bench: install
 	@missing=$$(for p in $(BENCH_APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; fi
 	timeout $$(awk -v r="$${BENCH_ROUNDS:-3}" -v s="$${BENCH_SECONDS:-5}" 'BEGIN { print int(900 + 50 * r * s) }') $(RSCRIPT) bench/run.R
+
+# Not part of check: minutes of apt, debootstrap and podman (tools/image-test.sh says what it
+# does). The jars are built first so that Maven's local repository holds all the image's build needs.
+image-test: jars
+	tools/image-test.sh
 
 clean:
 	rm -rf $(R_LIB) $(STAMPS) check inst/java java/target

@@ -8,6 +8,11 @@ read_manifests <- function(file) {
   manifests
 }
 
+# A container's environment as a named character vector.
+env_of <- function(container) {
+  stats::setNames(vapply(container$env, `[[`, "", "value"), vapply(container$env, `[[`, "", "name"))
+}
+
 k8s_file <- function(name) system.file("deploy", "k8s", name, package = "valve", mustWork = TRUE)
 
 test_that("the API manifest: a Deployment, a headless Service and an autoscaler that agree", {
@@ -37,7 +42,7 @@ test_that("the valve manifest points `valve k8s` at the API's headless Service a
   expect_equal(container$args[[1]], "k8s")
   url <- container$args[[which(container$args == "--service-url") + 1]]
   expect_equal(url, sprintf("http://%s:%d", api$Service$metadata$name, api$Service$spec$ports[[1]]$port))
-  env <- stats::setNames(vapply(container$env, `[[`, "", "value"), vapply(container$env, `[[`, "", "name"))
+  env <- env_of(container)
   expect_equal(as.integer(env[["PORT"]]), container$ports[[1]]$containerPort)
   expect_equal(router$Service$spec$ports[[1]]$targetPort, container$ports[[1]]$name)
 })
@@ -46,7 +51,7 @@ test_that("the router's probes and Prometheus's scrape use valve's admin port", 
   router <- read_manifests(k8s_file("valve.yaml"))
   template <- router$Deployment$spec$template
   container <- template$spec$containers[[1]]
-  env <- stats::setNames(vapply(container$env, `[[`, "", "value"), vapply(container$env, `[[`, "", "name"))
+  env <- env_of(container)
   ports <- stats::setNames(vapply(container$ports, `[[`, 1L, "containerPort"), vapply(container$ports, `[[`, "", "name"))
   expect_equal(as.integer(env[["VALVE_ADMIN_PORT"]]), ports[["admin"]])
   expect_false(as.integer(env[["VALVE_ADMIN_PORT"]]) == as.integer(env[["PORT"]]))
@@ -58,4 +63,54 @@ test_that("the router's probes and Prometheus's scrape use valve's admin port", 
   expect_equal(annotations[["prometheus.io/path"]], "/metrics")
   # The admin port is not published through the router's Service.
   expect_false("admin" %in% vapply(router$Service$spec$ports, `[[`, "", "targetPort"))
+})
+
+# The Dockerfile is at the root of the sources, outside the package: make check says where they
+# are (R CMD check runs the tests from a copy of the package). make image-test builds and runs it.
+dockerfile <- function() {
+  dir <- Sys.getenv("VALVE_SOURCE_DIR")
+  if (!nzchar(dir)) {
+    if (identical(Sys.getenv("VALVE_E2E"), "required")) stop("VALVE_SOURCE_DIR is not set", call. = FALSE)
+    skip("VALVE_SOURCE_DIR (the package's sources) is not set")
+  }
+  text <- gsub("\\\\\n", " ", paste(readLines(file.path(dir, "Dockerfile")), collapse = "\n"))
+  lines <- grep("^[[:space:]]*(#|$)", strsplit(text, "\n")[[1]], value = TRUE, invert = TRUE)
+  list(
+    dir = dir,
+    instruction = toupper(sub("^[[:space:]]*([A-Za-z]+).*", "\\1", lines)),
+    argument = trimws(sub("^[[:space:]]*[A-Za-z]+[[:space:]]+", "", lines))
+  )
+}
+
+test_that("the Dockerfile builds from Debian's trixie-slim alone and runs valve's CLI as a non-root user", {
+  file <- dockerfile()
+  from <- file$argument[file$instruction == "FROM"]
+  stages <- sub(".* AS ", "", grep(" AS ", from, value = TRUE))
+  expect_true(all(sub(" AS .*", "", from) %in% c("debian:trixie-slim", stages)))
+  final <- max(which(file$instruction == "FROM"))
+  after <- seq_along(file$instruction) > final
+  # The runtime has a JRE only: the CLI must not ask for javac.
+  expect_match(paste(file$argument[file$instruction == "RUN"], collapse = " "), "openjdk-\\$\\{JAVA_VERSION\\}-jre-headless")
+  expect_match(paste(readLines(system.file("bin", "valve", package = "valve")), collapse = "\n"), "find-jdk\" --runtime")
+  user <- file$argument[after & file$instruction == "USER"]
+  expect_length(user, 1)
+  expect_match(user, "^[0-9]+(:[0-9]+)?$")
+  expect_false(sub(":.*", "", user) == "0")
+  entrypoint <- jsonlite::fromJSON(file$argument[file$instruction == "ENTRYPOINT"])
+  expect_match(entrypoint[length(entrypoint)], "/valve/bin/valve$")
+  copied <- sub(" .*", "", file$argument[after & file$instruction == "COPY" & !grepl("^--from", file$argument)])
+  expect_true(all(file.exists(file.path(file$dir, copied))))
+})
+
+test_that("the image listens on PORT, and its HEALTHCHECK asks the admin port that valve.yaml probes", {
+  file <- dockerfile()
+  env <- paste(file$argument[file$instruction == "ENV"], collapse = " ")
+  value <- function(name) regmatches(env, regexec(paste0("\\b", name, "=([^ ]+)"), env))[[1]][2]
+  expect_equal(value("VALVE_HOST"), "0.0.0.0")
+  expose <- strsplit(file$argument[file$instruction == "EXPOSE"], " +")[[1]]
+  expect_setequal(expose, c(value("PORT"), value("VALVE_ADMIN_PORT")))
+  healthcheck <- file$argument[file$instruction == "HEALTHCHECK"]
+  expect_match(healthcheck, "http://127.0.0.1:${VALVE_ADMIN_PORT}/readyz", fixed = TRUE)
+  router <- read_manifests(k8s_file("valve.yaml"))$Deployment$spec$template$spec$containers[[1]]
+  expect_equal(env_of(router)[["VALVE_ADMIN_PORT"]], value("VALVE_ADMIN_PORT"))
 })
