@@ -23,6 +23,7 @@ import java.util.concurrent.TimeoutException;
 import java.util.concurrent.locks.Condition;
 import java.util.concurrent.locks.ReentrantLock;
 import java.util.function.Consumer;
+import java.util.function.Function;
 import java.util.function.LongSupplier;
 
 import dev.valve.pool.PoolException.Reason;
@@ -248,39 +249,19 @@ public final class WorkerPool implements AutoCloseable {
      * request has to wait in the queue (the proxy then watches for the client hanging up).
      */
     public Lease acquire(Runnable whenQueued) throws PoolException {
-        CompletableFuture<Member> waiter = new CompletableFuture<>();
-        Effects effects = new Effects();
-        Member member = null;
-        PoolException refusal = null;
-        lock.lock();
-        try {
-            if (closed) {
-                refusal = new PoolException(Reason.CLOSED, "the server is shutting down");
-            } else {
-                member = waiters.isEmpty() ? takeIdle() : null;
-                if (member != null) {
-                    markBusy(member);
-                } else if (waiters.size() >= config.queueMax()) {
-                    refusal = new PoolException(Reason.QUEUE_FULL,
-                            "all workers are busy and " + waiters.size() + " requests are waiting");
-                } else {
-                    waiters.addLast(waiter);
-                }
-                planLaunches(effects);
-                takeDeparted(effects);
+        return lease(false, whenQueued, waiter -> {
+            Member member = waiters.isEmpty() ? takeIdle() : null;
+            if (member != null) {
+                markBusy(member);
+                return new Choice(member, null, false);
             }
-        } finally {
-            lock.unlock();
-        }
-        apply(effects);
-        if (refusal != null) {
-            throw refusal;
-        }
-        if (member != null) {
-            return new Lease(this, member, false, false);
-        }
-        whenQueued.run();
-        return new Lease(this, await(waiter, abandoned -> giveBack(abandoned, null)), false, false);
+            if (waiters.size() >= config.queueMax()) {
+                return new Choice(null, new PoolException(Reason.QUEUE_FULL,
+                        "all workers are busy and " + waiters.size() + " requests are waiting"), false);
+            }
+            waiters.addLast(waiter);
+            return new Choice(null, null, false);
+        });
     }
 
     /**
@@ -292,38 +273,50 @@ public final class WorkerPool implements AutoCloseable {
      *               others'); none for a new session
      */
     public Lease visit(List<String> tokens, Runnable whenQueued) throws PoolException {
+        return lease(true, whenQueued, waiter -> {
+            Member known = null;
+            for (String token : tokens) {
+                known = known != null ? known : byToken.get(token);
+            }
+            if (known != null && !known.gone && known.leaving == null && isAlive(known)) {
+                startVisit(known);
+                return new Choice(known, null, false);
+            }
+            Member member = waiters.isEmpty() ? roomiest() : null;
+            if (member != null) {
+                hold(member);
+                startVisit(member);
+                return new Choice(member, null, true);
+            }
+            if (waiters.size() >= config.queueMax()) {
+                return new Choice(null, new PoolException(Reason.QUEUE_FULL, "every worker has max_sessions ("
+                        + config.maxSessions() + ") sessions and " + waiters.size() + " new sessions are waiting"),
+                        true);
+            }
+            waiters.addLast(waiter);
+            return new Choice(null, null, true);
+        });
+    }
+
+    /** What a lease's locked section decided: a member now, a refusal, or (neither) a wait in the queue. */
+    private record Choice(Member member, PoolException refusal, boolean placed) {
+    }
+
+    /**
+     * The story of every lease: {@code choose} decides under the lock (and may queue the waiter it
+     * is given), launches are planned, and outside the lock the caller gets its member or waits.
+     */
+    private Lease lease(boolean shared, Runnable whenQueued, Function<CompletableFuture<Member>, Choice> choose)
+            throws PoolException {
         CompletableFuture<Member> waiter = new CompletableFuture<>();
         Effects effects = new Effects();
-        Member member = null;
-        boolean placed = false;
-        PoolException refusal = null;
+        Choice choice;
         lock.lock();
         try {
             if (closed) {
-                refusal = new PoolException(Reason.CLOSED, "the server is shutting down");
+                choice = new Choice(null, new PoolException(Reason.CLOSED, "the server is shutting down"), false);
             } else {
-                Member known = null;
-                for (String token : tokens) {
-                    known = known != null ? known : byToken.get(token);
-                }
-                if (known != null && !known.gone && known.leaving == null && isAlive(known)) {
-                    member = known;
-                } else {
-                    member = waiters.isEmpty() ? roomiest() : null;
-                    placed = true;
-                    if (member != null) {
-                        hold(member);
-                    } else if (waiters.size() >= config.queueMax()) {
-                        refusal = new PoolException(Reason.QUEUE_FULL,
-                                "every worker has max_sessions (" + config.maxSessions() + ") sessions and "
-                                        + waiters.size() + " new sessions are waiting");
-                    } else {
-                        waiters.addLast(waiter);
-                    }
-                }
-                if (member != null) {
-                    startVisit(member);
-                }
+                choice = choose.apply(waiter);
                 planLaunches(effects);
                 takeDeparted(effects);
             }
@@ -331,14 +324,15 @@ public final class WorkerPool implements AutoCloseable {
             lock.unlock();
         }
         apply(effects);
-        if (refusal != null) {
-            throw refusal;
+        if (choice.refusal() != null) {
+            throw choice.refusal();
         }
-        if (member != null) {
-            return new Lease(this, member, true, placed);
+        if (choice.member() != null) {
+            return new Lease(this, choice.member(), shared, choice.placed());
         }
         whenQueued.run();
-        return new Lease(this, await(waiter, this::endVisit), true, true);
+        Member member = await(waiter, shared ? this::endVisit : abandoned -> giveBack(abandoned, null));
+        return new Lease(this, member, shared, choice.placed());
     }
 
     /** The live member with the fewest sessions, if one has room; most recently used first among equals. Lock held. */
