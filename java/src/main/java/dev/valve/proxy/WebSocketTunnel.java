@@ -7,6 +7,7 @@ import java.io.OutputStream;
 import java.nio.charset.StandardCharsets;
 import java.time.Duration;
 import java.util.Arrays;
+import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicLong;
 import java.util.concurrent.locks.ReentrantLock;
 
@@ -22,8 +23,8 @@ import java.util.concurrent.locks.ReentrantLock;
  *
  * <ul>
  *   <li>A dead client is noticed: valve pings it every {@link #PING_INTERVAL}, between two
- *       frames of the worker's, and ends a tunnel whose client sent nothing (not even the pong)
- *       for two intervals. A browser that went away without a TCP close (a laptop shut, a
+ *       frames of the worker's, and ends a tunnel whose client did not answer within an
+ *       interval, or reads nothing at all (frames to it stuck for two intervals). A browser that went away without a TCP close (a laptop shut, a
  *       network gone) would otherwise hold its place on the worker for hours. The pongs that
  *       answer valve's pings are taken out, so the worker never sees a frame it did not ask for.
  *   <li>The worker is never pinged: a Shiny session busy in a long computation is silent, not
@@ -49,6 +50,10 @@ final class WebSocketTunnel {
     /** Frames to the client come from the worker's pump and from the pinger: one whole frame at a time. */
     private final ReentrantLock toClient = new ReentrantLock();
     private final AtomicLong lastHeardFromClient = new AtomicLong(System.nanoTime());
+    /** When a frame last went out to the client whole; a client that reads nothing stops this clock. */
+    private volatile long lastWrittenToClient = System.nanoTime();
+    /** When valve's last ping went out; 0 before the first. */
+    private volatile long lastPing;
     private final AtomicLong toClientBytes = new AtomicLong();
     /** The status code of the client's close frame (unmasked), once it sent one; empty for none given. */
     private volatile byte[] clientClosed;
@@ -208,11 +213,11 @@ final class WebSocketTunnel {
                 out.write(chunk, 0, count);
                 left -= count;
             }
-            if (fromClient || in.available() == 0) {
-                out.flush();
-            }
+            // Each frame goes out whole at once: the next may be long in coming.
+            out.flush();
             if (!fromClient) {
                 toClientBytes.addAndGet(headLength + length);
+                lastWrittenToClient = System.nanoTime();
             }
         } finally {
             if (!fromClient) {
@@ -237,27 +242,47 @@ final class WebSocketTunnel {
         }
     }
 
-    /** Pings the client each interval; ends the tunnel when it stayed silent for two. */
+    /**
+     * Pings the client each interval, and ends the tunnel when the client did not answer the last
+     * ping within an interval, or reads nothing: frames to it stuck for two intervals while it sent
+     * nothing either. The ping waits for a frame on its way to the client, but never for long.
+     */
     private void ping() {
         byte[] frame = new byte[2 + PING_PAYLOAD.length];
         frame[0] = (byte) (0x80 | OP_PING);
         frame[1] = (byte) PING_PAYLOAD.length;
         System.arraycopy(PING_PAYLOAD, 0, frame, 2, PING_PAYLOAD.length);
+        long interval = pingInterval.toNanos();
         try {
-            while (true) {
+            // After the worker's close frame nothing more may go to the client.
+            while (!workerClosed) {
                 Thread.sleep(pingInterval);
-                if (System.nanoTime() - lastHeardFromClient.get() > pingInterval.multipliedBy(2).toNanos()) {
-                    client.close().run();
-                    worker.close().run();
-                    return;
+                long now = System.nanoTime();
+                long heard = lastHeardFromClient.get();
+                long pinged = lastPing;
+                if (pinged != 0 && heard - pinged < 0 && now - pinged > interval) {
+                    break;
                 }
-                toClient.lockInterruptibly();
+                if (!toClient.tryLock(interval, TimeUnit.NANOSECONDS)) {
+                    if (now - lastWrittenToClient > 2 * interval && now - heard > 2 * interval) {
+                        break;
+                    }
+                    continue;
+                }
                 try {
+                    if (workerClosed) {
+                        return;
+                    }
                     client.out().write(frame);
                     client.out().flush();
+                    lastPing = System.nanoTime();
                 } finally {
                     toClient.unlock();
                 }
+            }
+            if (!workerClosed) {
+                client.close().run();
+                worker.close().run();
             }
         } catch (InterruptedException e) {
             // The tunnel ended.

@@ -92,6 +92,24 @@ class WebSocketTunnelTest {
     }
 
     @Test
+    void aClientThatReadsNothingIsDisconnectedWhileTheWorkerKeepsSending() throws Exception {
+        // The worker streams large frames; the browser neither reads nor sends: once the socket
+        // buffers are full, frames stop moving and the tunnel ends, freeing the worker.
+        byte[] big = frame(0x82, new byte[1 << 20], false);
+        Thread.ofVirtual().start(() -> {
+            try {
+                while (true) {
+                    worker.getOutputStream().write(big);
+                }
+            } catch (IOException e) {
+                // The tunnel closed the worker's connection: that is the point.
+            }
+        });
+        tunnel.get(30, TimeUnit.SECONDS);
+        assertTrue(worker.isClosed() || drain(worker.getInputStream()) == -1);
+    }
+
+    @Test
     void aWorkerThatClosesEndsTheClientsConnection() throws Exception {
         byte[] closeFrame = frame(0x88, new byte[] {0x03, (byte) 0xE8}, false);
         worker.getOutputStream().write(closeFrame);
