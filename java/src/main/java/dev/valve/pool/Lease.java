@@ -17,13 +17,16 @@ public final class Lease implements AutoCloseable {
     private final WorkerPool.Member member;
     private final boolean shared;
     private final boolean placed;
+    /** The session's id within its upstream; null for an exclusive lease, or a session without one. */
+    private final String session;
     private final AtomicBoolean returned = new AtomicBoolean();
 
-    Lease(WorkerPool pool, WorkerPool.Member member, boolean shared, boolean placed) {
+    Lease(WorkerPool pool, WorkerPool.Member member, boolean shared, boolean placed, String session) {
         this.pool = pool;
         this.member = member;
         this.shared = shared;
         this.placed = placed;
+        this.session = session;
     }
 
     public Upstream upstream() {
@@ -35,9 +38,9 @@ public final class Lease implements AutoCloseable {
         return placed;
     }
 
-    /** Names the upstream to {@link WorkerPool#visit} for the session's later requests. */
+    /** Names the upstream and the session to {@link WorkerPool#visit} for the session's later requests. */
     public String sessionToken() {
-        return member.token;
+        return session == null ? member.token : member.token + "." + session;
     }
 
     /** The upstream finished the request and may take the next one. */
@@ -87,7 +90,7 @@ public final class Lease implements AutoCloseable {
         if (!returned.compareAndSet(false, true)) {
             throw new IllegalStateException("the lease has already ended");
         }
-        return pool.keepPlace(member, shared);
+        return pool.keepPlace(member, shared, session);
     }
 
     private void giveBack(ExitReason why) {

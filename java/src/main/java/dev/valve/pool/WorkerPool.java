@@ -25,6 +25,7 @@ import java.util.concurrent.locks.ReentrantLock;
 import java.util.function.Consumer;
 import java.util.function.Function;
 import java.util.function.LongSupplier;
+import java.util.function.Supplier;
 
 import dev.valve.pool.PoolException.Reason;
 
@@ -91,7 +92,7 @@ public final class WorkerPool implements AutoCloseable {
     /** Ready and without a request; the head is the most recently used, so the tail ages out. */
     private final Deque<Member> idle = new ArrayDeque<>();
     private final Set<Member> busy = new LinkedHashSet<>();
-    private final Deque<CompletableFuture<Member>> waiters = new ArrayDeque<>();
+    private final Deque<Waiter> waiters = new ArrayDeque<>();
     private final Map<Upstream, Member> admitted = new HashMap<>();
     /** Launched members by {@link Member#token}, for sessions coming back to their upstream. */
     private final Map<String, Member> byToken = new HashMap<>();
@@ -150,8 +151,8 @@ public final class WorkerPool implements AutoCloseable {
         int sessions;
         /** Shared requests in flight. */
         int visits;
-        /** When each new session's place lapses unless its WebSocket takes it, earliest first. */
-        final Deque<Long> holds = new ArrayDeque<>(2);
+        /** When each new session's place lapses unless its WebSocket takes it, by the session's id, earliest first. */
+        final Map<String, Long> holds = new LinkedHashMap<>(4);
 
         Member(Upstream upstream, boolean launched, Runnable onFailure) {
             this.upstream = upstream;
@@ -161,10 +162,22 @@ public final class WorkerPool implements AutoCloseable {
 
         /** Sessions counted against {@code maxSessions}: open ones and those whose WebSocket is still to come. */
         int load(long now) {
-            while (!holds.isEmpty() && holds.peekFirst() - now < 0) {
-                holds.pollFirst();
-            }
+            holds.values().removeIf(expiry -> expiry - now < 0);
             return sessions + holds.size();
+        }
+    }
+
+    /**
+     * A request waiting in the queue. For a new session: the session's id, and whether it needs
+     * room (a page or a WebSocket) or only a worker (anything else a client without a session asks).
+     */
+    private static final class Waiter extends CompletableFuture<Member> {
+        final String session;
+        final boolean reserve;
+
+        Waiter(String session, boolean reserve) {
+            this.session = session;
+            this.reserve = reserve;
         }
     }
 
@@ -249,18 +262,18 @@ public final class WorkerPool implements AutoCloseable {
      * request has to wait in the queue (the proxy then watches for the client hanging up).
      */
     public Lease acquire(Runnable whenQueued) throws PoolException {
-        return lease(false, whenQueued, waiter -> {
+        return lease(false, whenQueued, () -> new Waiter(null, false), waiter -> {
             Member member = waiters.isEmpty() ? takeIdle() : null;
             if (member != null) {
                 markBusy(member);
-                return new Choice(member, null, false);
+                return new Choice(member, null, false, null);
             }
             if (waiters.size() >= config.queueMax()) {
                 return new Choice(null, new PoolException(Reason.QUEUE_FULL,
-                        "all workers are busy and " + waiters.size() + " requests are waiting"), false);
+                        "all workers are busy and " + waiters.size() + " requests are waiting"), false, null);
             }
             waiters.addLast(waiter);
-            return new Choice(null, null, false);
+            return new Choice(null, null, false, null);
         });
     }
 
@@ -269,52 +282,61 @@ public final class WorkerPool implements AutoCloseable {
      * when there is none (a new session, or its upstream is gone), on the one with the fewest
      * sessions that has room, waiting like {@link #acquire} when every one is full.
      *
-     * @param tokens what the client sent back of {@link Lease#sessionToken()}s (of this pool's or
-     *               others'); none for a new session
+     * @param tokens  what the client sent back of {@link Lease#sessionToken()}s (of this pool's or
+     *                others'); none for a new session
+     * @param reserve a new session needs room ({@code max_sessions}) and holds it for its
+     *                WebSocket: its page or its WebSocket. Any other request without a session
+     *                (a probe, a crawler) goes to the least loaded worker and holds nothing.
      */
-    public Lease visit(List<String> tokens, Runnable whenQueued) throws PoolException {
-        return lease(true, whenQueued, waiter -> {
-            Member known = null;
+    public Lease visit(List<String> tokens, boolean reserve, Runnable whenQueued) throws PoolException {
+        return lease(true, whenQueued, () -> new Waiter(newSessionId(), reserve), waiter -> {
             for (String token : tokens) {
-                known = known != null ? known : byToken.get(token);
+                int dot = token.indexOf('.');
+                Member known = byToken.get(dot < 0 ? token : token.substring(0, dot));
+                if (known != null && !known.gone && known.leaving == null && isAlive(known)) {
+                    startVisit(known);
+                    return new Choice(known, null, false, dot < 0 ? null : token.substring(dot + 1));
+                }
             }
-            if (known != null && !known.gone && known.leaving == null && isAlive(known)) {
-                startVisit(known);
-                return new Choice(known, null, false);
-            }
-            Member member = waiters.isEmpty() ? roomiest() : null;
+            Member member = waiters.isEmpty() ? roomiest(reserve) : null;
             if (member != null) {
-                hold(member);
+                if (reserve) {
+                    hold(member, waiter.session);
+                }
                 startVisit(member);
-                return new Choice(member, null, true);
+                return new Choice(member, null, true, waiter.session);
             }
             if (waiters.size() >= config.queueMax()) {
                 return new Choice(null, new PoolException(Reason.QUEUE_FULL, "every worker has max_sessions ("
                         + config.maxSessions() + ") sessions and " + waiters.size() + " new sessions are waiting"),
-                        true);
+                        true, null);
             }
             waiters.addLast(waiter);
-            return new Choice(null, null, true);
+            scheduleRefill();
+            return new Choice(null, null, true, waiter.session);
         });
     }
 
-    /** What a lease's locked section decided: a member now, a refusal, or (neither) a wait in the queue. */
-    private record Choice(Member member, PoolException refusal, boolean placed) {
+    /**
+     * What a lease's locked section decided: a member now, a refusal, or (neither) a wait in the
+     * queue; for a session, whether it is new and its id.
+     */
+    private record Choice(Member member, PoolException refusal, boolean placed, String session) {
     }
 
     /**
      * The story of every lease: {@code choose} decides under the lock (and may queue the waiter it
      * is given), launches are planned, and outside the lock the caller gets its member or waits.
      */
-    private Lease lease(boolean shared, Runnable whenQueued, Function<CompletableFuture<Member>, Choice> choose)
+    private Lease lease(boolean shared, Runnable whenQueued, Supplier<Waiter> newWaiter, Function<Waiter, Choice> choose)
             throws PoolException {
-        CompletableFuture<Member> waiter = new CompletableFuture<>();
+        Waiter waiter = newWaiter.get();
         Effects effects = new Effects();
         Choice choice;
         lock.lock();
         try {
             if (closed) {
-                choice = new Choice(null, new PoolException(Reason.CLOSED, "the server is shutting down"), false);
+                choice = new Choice(null, new PoolException(Reason.CLOSED, "the server is shutting down"), false, null);
             } else {
                 choice = choose.apply(waiter);
                 planLaunches(effects);
@@ -328,18 +350,25 @@ public final class WorkerPool implements AutoCloseable {
             throw choice.refusal();
         }
         if (choice.member() != null) {
-            return new Lease(this, choice.member(), shared, choice.placed());
+            return new Lease(this, choice.member(), shared, choice.placed(), choice.session());
         }
         whenQueued.run();
         Member member = await(waiter, shared ? this::endVisit : abandoned -> giveBack(abandoned, null));
-        return new Lease(this, member, shared, choice.placed());
+        return new Lease(this, member, shared, choice.placed(), choice.session());
     }
 
-    /** The live member with the fewest sessions, if one has room; most recently used first among equals. Lock held. */
-    private Member roomiest() {
+    private static String newSessionId() {
+        return Long.toHexString(ThreadLocalRandom.current().nextLong() | Long.MIN_VALUE);
+    }
+
+    /**
+     * The live member with the fewest sessions, most recently used first among equals; with
+     * {@code room}, only one below {@code max_sessions}. Lock held.
+     */
+    private Member roomiest(boolean room) {
         long now = nanoTime.getAsLong();
         Member best = null;
-        int bestLoad = config.maxSessions();
+        int bestLoad = room ? config.maxSessions() : Integer.MAX_VALUE;
         for (Member member : List.copyOf(idle)) {
             if (!isAlive(member)) {
                 died(member);
@@ -352,8 +381,27 @@ public final class WorkerPool implements AutoCloseable {
     }
 
     /** Counts a new session on a member until its WebSocket takes the place, or for {@link #PLACEMENT_HOLD}. Lock held. */
-    private void hold(Member member) {
-        member.holds.addLast(nanoTime.getAsLong() + PLACEMENT_HOLD.toNanos());
+    private void hold(Member member, String session) {
+        member.holds.put(session, nanoTime.getAsLong() + PLACEMENT_HOLD.toNanos());
+    }
+
+    /**
+     * New sessions wait: when the earliest place held for a WebSocket lapses, room may open up
+     * before any session ends. Lock held.
+     */
+    private void scheduleRefill() {
+        long now = nanoTime.getAsLong();
+        long earliest = Long.MAX_VALUE;
+        for (Member member : idle) {
+            member.load(now);
+            for (long expiry : member.holds.values()) {
+                earliest = Math.min(earliest, expiry - now);
+            }
+        }
+        if (earliest != Long.MAX_VALUE && !closed) {
+            timer.schedule(() -> update(effects -> List.copyOf(idle).forEach(this::fillPlaces)),
+                    Math.max(0, earliest) + 1, TimeUnit.NANOSECONDS);
+        }
     }
 
     private void startVisit(Member member) {
@@ -370,6 +418,7 @@ public final class WorkerPool implements AutoCloseable {
             if (member.visits == 0) {
                 member.idleSince = nanoTime.getAsLong();
             }
+            leaveWhenDone(member, effects);
             if (busy.isEmpty() && visiting == 0) {
                 allIdle.signalAll();
             }
@@ -387,12 +436,15 @@ public final class WorkerPool implements AutoCloseable {
         });
     }
 
-    /** A request on {@code member} became a WebSocket: it holds a place there from now on. */
-    Place keepPlace(Member member, boolean shared) {
+    /**
+     * A request on {@code member} became a WebSocket: it holds a place there from now on, which
+     * takes over the place held for its session since its page, if any.
+     */
+    Place keepPlace(Member member, boolean shared, String session) {
         update(effects -> {
             member.sessions++;
-            if (shared) {
-                member.holds.pollFirst();
+            if (session != null) {
+                member.holds.remove(session);
             }
         });
         if (shared) {
@@ -410,6 +462,7 @@ public final class WorkerPool implements AutoCloseable {
             if (member.sessions == 0) {
                 member.idleSince = nanoTime.getAsLong();
             }
+            leaveWhenDone(member, effects);
             if (config.servesSessions() && !member.gone && member.leaving == null) {
                 fillPlaces(member);
             }
@@ -419,9 +472,12 @@ public final class WorkerPool implements AutoCloseable {
     /** Session mode: gives waiting new sessions places on {@code member} while it has room. Lock held. */
     private void fillPlaces(Member member) {
         long now = nanoTime.getAsLong();
-        CompletableFuture<Member> waiter;
-        while (member.load(now) < config.maxSessions() && (waiter = waiters.pollFirst()) != null) {
-            hold(member);
+        Waiter waiter;
+        while ((waiter = waiters.peekFirst()) != null && (!waiter.reserve || member.load(now) < config.maxSessions())) {
+            waiters.pollFirst();
+            if (waiter.reserve) {
+                hold(member, waiter.session);
+            }
             startVisit(member);
             waiter.complete(member);
         }
@@ -429,16 +485,20 @@ public final class WorkerPool implements AutoCloseable {
 
     /** The most recently used idle member still alive; dead ones met on the way leave. Lock held. */
     private Member takeIdle() {
-        Member member;
-        while ((member = idle.pollFirst()) != null && !isAlive(member)) {
-            // Its exit callback has not run yet; it will find the member gone.
-            died(member);
+        for (Member member : List.copyOf(idle)) {
+            if (!isAlive(member)) {
+                // Its exit callback has not run yet; it will find the member gone.
+                died(member);
+            } else if (member.leaving == null) {
+                idle.remove(member);
+                return member;
+            }
         }
-        return member;
+        return null;
     }
 
     /** @param undo hands back a member that came just as the wait was given up */
-    private Member await(CompletableFuture<Member> waiter, Consumer<Member> undo) throws PoolException {
+    private Member await(Waiter waiter, Consumer<Member> undo) throws PoolException {
         try {
             return waiter.get(config.queueTimeout().toNanos(), TimeUnit.NANOSECONDS);
         } catch (ExecutionException e) {
@@ -517,15 +577,33 @@ public final class WorkerPool implements AutoCloseable {
             }
         } else {
             backoff.success();
+            if (member.leaving == null && config.recycling().overMemory(resident)) {
+                markLeaving(member, ExitReason.RECYCLE, "recycled: " + resident / MIB
+                        + " MiB resident, above max_worker_memory (" + config.recycling().maxMemoryBytes() / MIB + " MiB)");
+            }
             if (member.leaving != null) {
-                leaveAfterRequest(member, member.leavingReason, member.leaving, effects);
-            } else if (config.recycling().overMemory(resident)) {
-                leaveAfterRequest(member, ExitReason.RECYCLE, "recycled: " + resident / MIB + " MiB resident, above max_worker_memory ("
-                        + config.recycling().maxMemoryBytes() / MIB + " MiB)", effects);
+                member.idleSince = nanoTime.getAsLong();
+                idle.addFirst(member);
+                leaveWhenDone(member, effects);
             } else {
                 handOff(member);
             }
         }
+    }
+
+    /**
+     * A member marked leaving goes once nothing uses it: no request in flight and, in a plumber
+     * app, no WebSocket open (its clients may not reconnect by themselves). A Shiny app's
+     * sessions are not waited for: Shiny's page reconnects them to a worker that stays. Until
+     * then it stays listed as idle, where no new request or session is given it. Lock held.
+     */
+    private void leaveWhenDone(Member member, Effects effects) {
+        if (member.leaving == null || member.gone || busy.contains(member) || member.visits > 0
+                || (!config.servesSessions() && member.sessions > 0)) {
+            return;
+        }
+        idle.remove(member);
+        leaveAfterRequest(member, member.leavingReason, member.leaving, effects);
     }
 
     /** A member that answered leaves for good, stopped if launched. Lock held. */
@@ -592,7 +670,7 @@ public final class WorkerPool implements AutoCloseable {
             fillPlaces(member);
             return;
         }
-        CompletableFuture<Member> waiter = waiters.pollFirst();
+        Waiter waiter = waiters.pollFirst();
         if (waiter != null) {
             markBusy(member);
             waiter.complete(member);
@@ -646,7 +724,7 @@ public final class WorkerPool implements AutoCloseable {
         int staying = reloading != null ? 0 : live - outgoing;
         Scaling rule = reloading != null ? new Scaling(Math.min(config.nMax(), Math.max(config.nMin(), reloadTarget)),
                 config.nMax()) : scaling;
-        int available = reloading != null ? 0 : config.servesSessions() ? withRoom() : idle.size();
+        int available = reloading != null ? 0 : withRoom();
         int count = rule.launches(staying, live - staying, starting, waiters.size(), available);
         if (count <= 0) {
             return;
@@ -666,12 +744,12 @@ public final class WorkerPool implements AutoCloseable {
         nextId += count;
     }
 
-    /** Session mode: members that could take a new session now. Lock held. */
+    /** Idle members that could take a request (in session mode: a new session) now. Lock held. */
     private int withRoom() {
         long now = nanoTime.getAsLong();
         int count = 0;
         for (Member member : idle) {
-            if (member.leaving == null && member.load(now) < config.maxSessions()) {
+            if (member.leaving == null && (!config.servesSessions() || member.load(now) < config.maxSessions())) {
                 count++;
             }
         }
@@ -807,8 +885,8 @@ public final class WorkerPool implements AutoCloseable {
         oldestKept = generation;
         for (Member member : List.copyOf(idle)) {
             if (member.launched && member.generation < generation) {
-                idle.remove(member);
-                leaveAfterRequest(member, ExitReason.RELOAD, "replaced by a reload", effects);
+                markLeaving(member, ExitReason.RELOAD, "replaced by a reload");
+                leaveWhenDone(member, effects);
             }
         }
         for (Member member : busy) {
@@ -831,7 +909,7 @@ public final class WorkerPool implements AutoCloseable {
     }
 
     private void failWaiters(PoolException error) {
-        CompletableFuture<Member> waiter;
+        Waiter waiter;
         while ((waiter = waiters.pollFirst()) != null) {
             waiter.completeExceptionally(error);
         }

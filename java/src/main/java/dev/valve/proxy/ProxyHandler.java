@@ -226,7 +226,7 @@ public final class ProxyHandler implements Handler, AutoCloseable {
                 Lease lease;
                 long queued = System.nanoTime();
                 try {
-                    lease = acquire(tokens);
+                    lease = acquire(tokens, needsRoom(req));
                 } catch (PoolException e) {
                     Failure failure = Failure.of(e.reason());
                     refuse(req, res, exchange, failure.status, failure.label(), e.getMessage());
@@ -270,10 +270,10 @@ public final class ProxyHandler implements Handler, AutoCloseable {
      * queue, a client that hangs up takes it out of the queue, so an abandoned request never
      * costs a worker.
      */
-    private Lease acquire(List<String> tokens) throws PoolException {
+    private Lease acquire(List<String> tokens, boolean reserve) throws PoolException {
         ClientConnection client = ClientConnection.current();
         if (client == null) {
-            return settings.sessions() ? pool.visit(tokens, () -> { }) : pool.acquire();
+            return settings.sessions() ? pool.visit(tokens, reserve, () -> { }) : pool.acquire();
         }
         AtomicBoolean settled = new AtomicBoolean();
         Thread waiting = Thread.currentThread();
@@ -284,7 +284,7 @@ public final class ProxyHandler implements Handler, AutoCloseable {
         });
         Lease lease;
         try {
-            lease = settings.sessions() ? pool.visit(tokens, whenQueued) : pool.acquire(whenQueued);
+            lease = settings.sessions() ? pool.visit(tokens, reserve, whenQueued) : pool.acquire(whenQueued);
         } catch (PoolException e) {
             if (settled.compareAndSet(false, true)) {
                 throw e;
@@ -297,6 +297,15 @@ public final class ProxyHandler implements Handler, AutoCloseable {
         // The client hung up just as a worker came free: the worker never saw the request.
         lease.release();
         throw clientGone();
+    }
+
+    /**
+     * Whether a request without a session starts one that needs a place on a worker: a page (its
+     * WebSocket follows) or a WebSocket. A probe or a crawler's request is only served.
+     */
+    private static boolean needsRoom(ServerRequest req) {
+        return isWebSocketUpgrade(req) || req.prologue().method().equals(Method.GET)
+                && req.headers().values(HeaderNames.ACCEPT).stream().anyMatch(accept -> accept.contains("text/html"));
     }
 
     /**
@@ -384,6 +393,10 @@ public final class ProxyHandler implements Handler, AutoCloseable {
                 return true;
             }
             failUpstream(req, res, exchange, call, e.failure, e.getCause());
+            return false;
+        } catch (RuntimeException | Error e) {
+            call.fail(e);
+            failUpstream(req, res, exchange, call, UpstreamCall.classify(e), e);
             return false;
         }
         if (answer.status() != Status.SWITCHING_PROTOCOLS_101.code() || client == null) {

@@ -51,9 +51,12 @@ public final class Routes implements Handler {
                     // A Shiny page asks for its files and its WebSocket by relative paths, which
                     // resolve under the prefix only from "/dash/", as Shiny Server redirects too.
                     String query = req.prologue().hasQuery() ? "?" + req.prologue().query().rawValue() : "";
+                    // Relative, so it holds behind a proxy that strips a prefix of its own; and
+                    // 302, which no browser keeps once the routes change.
+                    String segment = path.substring(path.lastIndexOf('/') + 1);
                     ProxyHandler.serve(req, res, observer, route.prefix(), exchange -> {
-                        res.status(Status.MOVED_PERMANENTLY_301);
-                        res.header(HeaderNames.LOCATION, path + "/" + query);
+                        res.status(Status.FOUND_302);
+                        res.header(HeaderNames.LOCATION, segment + "/" + query);
                         res.send();
                     });
                     return;
