@@ -485,16 +485,25 @@ public final class WorkerPool implements AutoCloseable {
 
     /** The most recently used idle member still alive; dead ones met on the way leave. Lock held. */
     private Member takeIdle() {
-        for (Member member : List.copyOf(idle)) {
+        Member found = null;
+        List<Member> dead = null;
+        for (Member member : idle) {
             if (!isAlive(member)) {
-                // Its exit callback has not run yet; it will find the member gone.
-                died(member);
+                dead = dead == null ? new ArrayList<>(1) : dead;
+                dead.add(member);
             } else if (member.leaving == null) {
-                idle.remove(member);
-                return member;
+                found = member;
+                break;
             }
         }
-        return null;
+        if (dead != null) {
+            // Their exit callbacks have not run yet; they will find the members gone.
+            dead.forEach(this::died);
+        }
+        if (found != null) {
+            idle.remove(found);
+        }
+        return found;
     }
 
     /** @param undo hands back a member that came just as the wait was given up */
