@@ -9,6 +9,13 @@
 # Every option of `valve --help` can be set with a VALVE_* variable (or a flag after the image
 # name); PORT sets the port. The admin listener (probes, /metrics, /status) is on
 # VALVE_ADMIN_PORT (9090). `make image-test` builds and runs this file with podman.
+#
+# A Shiny app: build with `--build-arg EXTRA_PACKAGES=r-cran-shiny` (any Debian packages your
+# app needs go there too) and mount the app's directory at /api: an app.R (or ui.R + server.R)
+# is detected. Its sessions stick to workers inside this container (valve's cookie), so when you
+# run several containers, put the affinity in front of them (a Service with sessionAffinity:
+# ClientIP, or an Ingress with cookie affinity): each valve owns its workers' sessions. `valve k8s`
+# (service mode) keeps no sessions and is for stateless plumber APIs only.
 
 # Debian's JDK: 21 is trixie's default and valve's minimum; trixie also has 25.
 ARG JAVA_VERSION=21
@@ -37,9 +44,10 @@ RUN JAVA_HOME=$(inst/bin/find-jdk) mvn -B -q -f java/pom.xml package -DskipTests
 # runs the HEALTHCHECK.
 FROM debian:trixie-slim AS runtime-base
 ARG JAVA_VERSION
+ARG EXTRA_PACKAGES=""
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      openjdk-${JAVA_VERSION}-jre-headless r-base-core r-cran-plumber r-cran-later tini curl \
+      openjdk-${JAVA_VERSION}-jre-headless r-base-core r-cran-plumber r-cran-later tini curl ${EXTRA_PACKAGES} \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --user-group --create-home --home-dir /home/valve valve
 
