@@ -10,8 +10,11 @@
 #' `X-Forwarded-Prefix` header (`req$HTTP_X_FORWARDED_PREFIX` in plumber).
 #'
 #' @param path A plumber file, or a directory served like `dir` in [valve_start()] (with an
-#'   `entrypoint.R` or a `plumber.R`).
-#' @param n_min,n_max,check_unused,max_age,queue_max,queue_timeout,request_timeout,startup_timeout,max_requests,max_requests_jitter,max_worker_memory,watch,preload
+#'   `entrypoint.R` or a `plumber.R`, or a Shiny app: see `type`).
+#' @param type What a directory `path` holds, as `type` in [valve_start()]: `"auto"` decides
+#'   from its files, `"plumber"` or `"shiny"` insist. Under a prefix, a Shiny app's session
+#'   cookie is scoped to the prefix, and `/prefix` redirects to `/prefix/`.
+#' @param n_min,n_max,check_unused,max_age,queue_max,queue_timeout,request_timeout,startup_timeout,max_requests,max_requests_jitter,max_worker_memory,watch,preload,max_sessions
 #'   This app's own value of [valve_start()]'s argument of the same name; `NULL` takes that one.
 #' @return An object of class `valve_app`, for `routes`.
 #' @seealso [valve_start()], whose `routes` takes these.
@@ -26,21 +29,23 @@
 valve_app <- function(path, n_min = NULL, n_max = NULL, check_unused = NULL, max_age = NULL,
                       queue_max = NULL, queue_timeout = NULL, request_timeout = NULL,
                       startup_timeout = NULL, max_requests = NULL, max_requests_jitter = NULL,
-                      max_worker_memory = NULL, watch = NULL, preload = NULL) {
+                      max_worker_memory = NULL, watch = NULL, preload = NULL, max_sessions = NULL,
+                      type = c("auto", "plumber", "shiny")) {
   call <- rlang::current_env()
-  source <- app_source(path, "path", call = call)
+  source <- app_source(path, "path", type = check_type(type, call = call), call = call)
   settings <- list(
     n_min = n_min, n_max = n_max, check_unused = check_unused, max_age = max_age,
     queue_max = queue_max, queue_timeout = queue_timeout, request_timeout = request_timeout,
     startup_timeout = startup_timeout, max_requests = max_requests,
     max_requests_jitter = max_requests_jitter, max_worker_memory = max_worker_memory,
-    watch = watch, preload = preload
+    watch = watch, preload = preload, max_sessions = max_sessions
   )
   settings <- settings[!vapply(settings, is.null, logical(1))]
   for (name in names(settings)) {
     value <- settings[[name]]
     switch(app_setting_kind(name),
-      whole = check_whole(value, name, min = if (name == "n_max") 1 else 0, max = .Machine$integer.max, call = call),
+      whole = check_whole(value, name, min = if (name %in% c("n_max", "max_sessions")) 1 else 0,
+                          max = .Machine$integer.max, call = call),
       seconds = check_seconds(value, name, call = call),
       flag = check_flag(value, name, call = call)
     )
@@ -60,7 +65,7 @@ app_setting_kind <- function(name) {
 
 #' @export
 format.valve_app <- function(x, ...) {
-  what <- if (x$source$mode == "dir") x$source$dir else x$source$file
+  what <- if (x$source$mode == "file") x$source$file else x$source$dir
   settings <- if (length(x$settings) > 0) {
     paste0(" (", paste0(names(x$settings), " = ", vapply(x$settings, format, character(1)), collapse = ", "), ")")
   }
@@ -73,10 +78,18 @@ print.valve_app <- function(x, ...) {
   invisible(x)
 }
 
-# A plumber file or a directory, as what one app serves.
-app_source <- function(path, arg, call) {
+# A plumber file or a directory (a plumber API or a Shiny app), as what one app serves.
+app_source <- function(path, arg, type = "auto", call) {
   if (is.character(path) && length(path) == 1 && !is.na(path) && dir.exists(path)) {
-    return(list(mode = "dir", dir = check_api_dir(path, "auto", call = call)))
+    # "auto" leaves the choice to the engine, as for valve_start(dir =).
+    return(list(mode = if (type == "shiny") "shiny" else "dir", dir = check_api_dir(path, type, call = call)))
+  }
+  if (type != "auto") {
+    valve_abort(
+      c("{.arg type} says what a directory holds, and {.arg {arg}} is not a directory.",
+        i = "A plumber file needs no {.arg type}."),
+      kind = "argument", call = call
+    )
   }
   if (!is.character(path) || length(path) != 1 || is.na(path) || !file.exists(path)) {
     valve_abort(

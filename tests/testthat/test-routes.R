@@ -206,3 +206,37 @@ test_that("the CLI serves the config file's routes, and refuses a bad one with e
   expect_equal(missing$status, 2L)
   expect_match(missing$stderr, "the config file no/such/valve.yml does not exist")
 })
+
+test_that("a Shiny app behind a prefix: redirected to its slash, its own cookie, its own max_sessions", {
+  server <- local_valve(
+    plumber_file = NULL, n_max = 2,
+    routes = list(
+      "/dash" = valve_app(test_path("apis", "shiny"), max_sessions = 1, n_max = 1),
+      "/api" = routes_api("api/plumber.R")
+    )
+  )
+  fetch <- function(path, ...) {
+    curl::curl_fetch_memory(paste0(server$url, path), handle = curl::new_handle(timeout = 60, followlocation = FALSE, ...))
+  }
+  bare <- fetch("/dash?x=1")
+  expect_equal(bare$status_code, 302L)
+  expect_equal(curl::parse_headers_list(bare$headers)$location, "dash/?x=1")
+
+  page <- fetch("/dash/", httpheader = c(Accept = "text/html"))
+  expect_equal(page$status_code, 200L)
+  expect_match(rawToChar(page$content), "shiny", ignore.case = TRUE)
+  cookie <- curl::parse_headers_list(page$headers)[["set-cookie"]]
+  expect_match(cookie, "^valve_session=[^;]+; Path=/dash; HttpOnly; SameSite=Lax$")
+
+  # Each route has its own workers: the API is served beside the app.
+  expect_equal(whoami(paste0(server$url, "/api/whoami"))$body$app, "api")
+  workers <- valve_workers(server)
+  expect_setequal(unique(workers$route), c("/dash", "/api"))
+})
+
+test_that("valve_app() checks type and max_sessions up front", {
+  expect_error(valve_app(routes_api("root.R"), type = "shiny"), "not a directory", class = "valve_error_argument")
+  expect_error(valve_app(test_path("apis", "shiny"), max_sessions = 0), "max_sessions", class = "valve_error_argument")
+  expect_error(valve_app(routes_api("admin"), type = "shiny"), "not a Shiny app", class = "valve_error_argument")
+  expect_s3_class(valve_app(test_path("apis", "shiny"), type = "shiny"), "valve_app")
+})
