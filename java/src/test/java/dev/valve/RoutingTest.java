@@ -158,6 +158,28 @@ class RoutingTest {
     }
 
     @Test
+    void aSessionWhoseWorkerDiedUnnoticedIsPlacedOnAnotherAtOnce(@TempDir Path app) throws Exception {
+        Files.writeString(app.resolve("app.R"), "");
+        start(Map.of("n_min", 2, "n_max", 2), Map.of("/dash", Map.of()), Map.of("/dash", app));
+        RawHttp.Response page = RawHttp.get(port, "/dash/");
+        String cookie = page.header("set-cookie");
+        String session = cookie.substring(0, cookie.indexOf(';'));
+        StubWorker first = launchers.get("/dash").launched.stream().filter(w -> !w.received.isEmpty()).findFirst()
+                .orElseThrow();
+
+        // The session's worker dies while its request is in flight, and the pool hears of the
+        // exit only later: the request goes to the other worker, as a new session.
+        String id = first.name().substring("worker ".length());
+        RawHttp.Response again = RawHttp.exchange(port, "GET /dash/die-unnoticed?ms=3000&id=" + id
+                + " HTTP/1.1\r\nHost: h\r\nCookie: " + session + "\r\n\r\n");
+        assertEquals(200, again.status(), again.text());
+        assertTrue(!again.text().equals(first.name()));
+        assertTrue(again.header("set-cookie").startsWith("valve_session="));
+        assertTrue(!first.isAlive());
+        assertTrue(again.header("set-cookie").indexOf(session.substring("valve_session=".length())) < 0);
+    }
+
+    @Test
     void aPathNoRouteTakesIs404FromValveWithoutAWorker() throws Exception {
         start(Map.of("n_min", 0), Map.of("/api", Map.of(), "/admin", Map.of()));
 

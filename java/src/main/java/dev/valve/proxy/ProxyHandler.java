@@ -5,7 +5,6 @@ import java.io.IOException;
 import java.io.InputStream;
 import java.io.OutputStream;
 import java.io.UncheckedIOException;
-import java.net.ConnectException;
 import java.net.InetSocketAddress;
 import java.net.SocketAddress;
 import java.net.SocketTimeoutException;
@@ -238,8 +237,8 @@ public final class ProxyHandler implements Handler, AutoCloseable {
                     res.header(HeaderNames.SET_COOKIE, SESSION_COOKIE + "=" + lease.sessionToken() + "; Path="
                             + settings.route() + "; HttpOnly; SameSite=Lax");
                 }
-                // A session whose worker refuses the connection (it died, and is not reaped yet)
-                // is placed anew, once: nothing reached the dead worker, and its sessions are gone.
+                // A session whose worker died (it refused the connection, or broke it before any
+                // answer and is gone) is placed anew, once: its sessions went with it.
                 boolean mayPlaceAgain = settings.sessions() && firstTry;
                 UpstreamCall call = new UpstreamCall(lease, kept);
                 boolean unreachable = body == null && isWebSocketUpgrade(req)
@@ -248,7 +247,7 @@ public final class ProxyHandler implements Handler, AutoCloseable {
                 if (!unreachable) {
                     return;
                 }
-                log.add("valve", call.upstreamName() + " refused the connection; its session goes to another worker");
+                log.add("valve", call.upstreamName() + " is gone; its session goes to another worker");
                 tokens = List.of();
                 firstTry = false;
             }
@@ -341,8 +340,8 @@ public final class ProxyHandler implements Handler, AutoCloseable {
     /**
      * Everything between leasing a worker and the end of its response; the call ends on every path.
      *
-     * @param mayPlaceAgain a refused connection is left to the caller, who places the session anew
-     * @return true when the worker refused the connection and {@code mayPlaceAgain}: nothing was answered
+     * @param mayPlaceAgain a worker that died is left to the caller, who places the session anew
+     * @return true when the worker died before answering and {@code mayPlaceAgain}: nothing was answered
      */
     private boolean proxy(UpstreamCall call, ServerRequest req, Spool body, ServerResponse res, Exchange exchange,
                           boolean mayPlaceAgain) throws IOException {
@@ -353,7 +352,7 @@ public final class ProxyHandler implements Handler, AutoCloseable {
                     req.prologue().method().equals(Method.HEAD), settings.requestTimeout());
             copyHeaders(answer, res);
         } catch (UpstreamCall.FailedException e) {
-            if (mayPlaceAgain && e.getCause() instanceof ConnectException) {
+            if (mayPlaceAgain && call.upstreamDied(e.getCause())) {
                 return true;
             }
             failUpstream(req, res, exchange, call, e.failure, e.getCause());
@@ -389,7 +388,7 @@ public final class ProxyHandler implements Handler, AutoCloseable {
             headers.add(new String[] {"Upgrade", "websocket"});
             answer = call.upgrade(Routes.strip(settings.route(), target(req)), headers, settings.requestTimeout());
         } catch (UpstreamCall.FailedException e) {
-            if (mayPlaceAgain && e.getCause() instanceof ConnectException) {
+            if (mayPlaceAgain && call.upstreamDied(e.getCause())) {
                 return true;
             }
             failUpstream(req, res, exchange, call, e.failure, e.getCause());

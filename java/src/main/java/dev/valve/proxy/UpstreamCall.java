@@ -27,6 +27,12 @@ import dev.valve.pool.Place;
  */
 final class UpstreamCall implements AutoCloseable {
     private static final Duration CONNECT_TIMEOUT = Duration.ofSeconds(5);
+    /**
+     * How long a broken connection waits to learn whether the worker died. A killed process
+     * tears down its memory before its sockets close, so for tens of milliseconds its port still
+     * accepts connections, which it then resets.
+     */
+    private static final Duration DEATH_WAIT = Duration.ofSeconds(1);
 
     /** Why a call failed before any of the response reached the client. */
     static final class FailedException extends Exception {
@@ -115,6 +121,34 @@ final class UpstreamCall implements AutoCloseable {
                                                  boolean headRequest) throws IOException {
         connection.send(method, target, headers, body);
         return connection.receive(headRequest);
+    }
+
+    /**
+     * Whether the connection failed because the worker's process died: it refused the connection,
+     * or its process is gone (or goes within {@link #DEATH_WAIT}). Only for a call that failed
+     * before any of the answer arrived; false for upstreams that are not processes of ours.
+     */
+    boolean upstreamDied(Throwable failure) {
+        if (failure instanceof ConnectException) {
+            return true;
+        }
+        ManagedProcess process = lease.upstream().process().orElse(null);
+        if (process == null) {
+            return false;
+        }
+        long deadline = System.nanoTime() + DEATH_WAIT.toNanos();
+        while (process.isAlive()) {
+            if (System.nanoTime() - deadline > 0) {
+                return false;
+            }
+            try {
+                Thread.sleep(20);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                return false;
+            }
+        }
+        return true;
     }
 
     /** The mapping from what went wrong on the worker leg to what the client is told. */

@@ -128,6 +128,35 @@ public final class StubWorker implements Upstream, ManagedProcess {
         stop(Duration.ZERO);
     }
 
+    /**
+     * Dies as a killed process does: its connections are reset at once, but its port still
+     * takes connections for a while (a dying process tears down its memory before its sockets
+     * close), which it then drops; and whoever watches it learns of the exit only after
+     * {@code noticedAfter}, when the port closes too.
+     */
+    public void crashUnnoticed(Duration noticedAfter) {
+        if (!alive.compareAndSet(true, false)) {
+            return;
+        }
+        for (Socket socket : open) {
+            try {
+                socket.setSoLinger(true, 0);
+                socket.close();
+            } catch (IOException e) {
+                // Gone already.
+            }
+        }
+        Thread.ofVirtual().start(() -> {
+            try {
+                Thread.sleep(noticedAfter);
+                server.close();
+            } catch (InterruptedException | IOException e) {
+                Thread.currentThread().interrupt();
+            }
+            runExitCallbacks();
+        });
+    }
+
     private void runExitCallbacks() {
         for (Runnable callback : exitCallbacks) {
             if (exitCallbacks.remove(callback)) {
@@ -277,6 +306,14 @@ public final class StubWorker implements Upstream, ManagedProcess {
                 throw new InterruptedException("the WebSocket ended");
             }
             case "/die" -> crash();
+            case "/die-unnoticed" -> {
+                // Only the worker named by its id dies; any other answers, as a healthy one would.
+                if (name.equals("worker " + param(query, "id", ""))) {
+                    crashUnnoticed(Duration.ofMillis(Long.parseLong(param(query, "ms", "500"))));
+                } else {
+                    send(out, 200, Map.of("Content-Type", "text/plain"), name.getBytes(StandardCharsets.UTF_8), connection);
+                }
+            }
             case "/die-mid-body" -> {
                 writeHead(out, 200, Map.of("Content-Length", "1000000"), connection);
                 out.write(new byte[1000]);
