@@ -24,6 +24,18 @@ wait_output <- function(page, n, what = paste("the output shows", 2 * n)) {
 }
 
 # Types a new value into the numeric input, as a person would (the input's change event).
+# Opens `n` browser sessions one after the other, so that each new one sees those before it;
+# returns the pages and the worker pid each one shows.
+open_sessions <- function(driver, url, n) {
+  pages <- list()
+  pids <- integer()
+  for (i in seq_len(n)) {
+    pages[[i]] <- browser_page(driver, url)
+    pids[i] <- wait_output(pages[[i]], 5)
+  }
+  list(pages = pages, pids = pids)
+}
+
 set_n <- function(page, n) {
   page_eval(page, sprintf("$('#n').val(%d).trigger('change'); true", n))
 }
@@ -60,13 +72,9 @@ test_that("browser sessions spread over workers and each stays on its own", {
   driver <- local_ws_driver()
   local_chromium(driver)
 
-  # One after the other, so that each new session sees the ones before it.
-  pages <- list()
-  pids <- integer()
-  for (i in 1:3) {
-    pages[[i]] <- browser_page(driver, server$url)
-    pids[i] <- wait_output(pages[[i]], 5)
-  }
+  opened <- open_sessions(driver, server$url, 3)
+  pages <- opened$pages
+  pids <- opened$pids
   expect_equal(anyDuplicated(pids), 0L)
   expect_setequal(valve_workers(server)$pid, pids)
   # Each worker counts its one session (its open WebSocket).
@@ -191,12 +199,9 @@ test_that("preforked Shiny workers serve sessions, a new one on the worker with 
   server <- local_shiny(n_min = 2, n_max = 2, preload = TRUE)
   driver <- local_ws_driver()
   local_chromium(driver)
-  pages <- list()
-  pids <- integer()
-  for (i in 1:2) {
-    pages[[i]] <- browser_page(driver, server$url)
-    pids[i] <- wait_output(pages[[i]], 5)
-  }
+  opened <- open_sessions(driver, server$url, 2)
+  pages <- opened$pages
+  pids <- opened$pids
   # Room for 20 sessions on each, yet the second goes to the worker that has none.
   expect_setequal(pids, valve_workers(server)$pid)
   for (i in 1:2) {

@@ -241,13 +241,16 @@ public final class ProxyHandler implements Handler, AutoCloseable {
                 // answer and is gone) is placed anew, once: its sessions went with it.
                 boolean mayPlaceAgain = settings.sessions() && firstTry;
                 UpstreamCall call = new UpstreamCall(lease, kept);
-                boolean unreachable = body == null && isWebSocketUpgrade(req)
-                        ? upgrade(call, req, res, exchange, mayPlaceAgain)
-                        : proxy(call, req, body, res, exchange, mayPlaceAgain);
-                if (!unreachable) {
+                try {
+                    if (body == null && isWebSocketUpgrade(req)) {
+                        upgrade(call, req, res, exchange, mayPlaceAgain);
+                    } else {
+                        proxy(call, req, body, res, exchange, mayPlaceAgain);
+                    }
                     return;
+                } catch (PlaceAgain e) {
+                    log.add("valve", call.upstreamName() + " is gone; its session goes to another worker");
                 }
-                log.add("valve", call.upstreamName() + " is gone; its session goes to another worker");
                 tokens = List.of();
                 firstTry = false;
             }
@@ -337,30 +340,56 @@ public final class ProxyHandler implements Handler, AutoCloseable {
         exchange.sentBody(answers.send(req, res, status, message));
     }
 
+    /** The worker died before it answered, and the session may be placed on another (once). */
+    private static final class PlaceAgain extends Exception {
+        private static final long serialVersionUID = 1L;
+
+        PlaceAgain() {
+            super(null, null, false, false);
+        }
+    }
+
+    /** Sends the request and reads the answer's head; it throws only what the worker leg can. */
+    @FunctionalInterface
+    private interface Send {
+        UpstreamConnection.Response send() throws UpstreamCall.FailedException;
+    }
+
     /**
-     * Everything between leasing a worker and the end of its response; the call ends on every path.
+     * The worker's answer to {@code send}, or null when it failed and valve answered instead; the
+     * call has then ended.
      *
      * @param mayPlaceAgain a worker that died is left to the caller, who places the session anew
-     * @return true when the worker died before answering and {@code mayPlaceAgain}: nothing was answered
+     * @throws PlaceAgain the worker died before answering, and {@code mayPlaceAgain}
      */
-    private boolean proxy(UpstreamCall call, ServerRequest req, Spool body, ServerResponse res, Exchange exchange,
-                          boolean mayPlaceAgain) throws IOException {
-        UpstreamConnection.Response answer;
+    private UpstreamConnection.Response answer(UpstreamCall call, ServerRequest req, ServerResponse res,
+                                               Exchange exchange, boolean mayPlaceAgain, Send send) throws PlaceAgain {
         try {
-            answer = call.send(req.prologue().method().text(), Routes.strip(settings.route(), target(req)),
-                    forwardHeaders(req, exchange), body,
-                    req.prologue().method().equals(Method.HEAD), settings.requestTimeout());
-            copyHeaders(answer, res);
+            return send.send();
         } catch (UpstreamCall.FailedException e) {
             if (mayPlaceAgain && call.upstreamDied(e.getCause())) {
-                return true;
+                throw new PlaceAgain();
             }
             failUpstream(req, res, exchange, call, e.failure, e.getCause());
-            return false;
         } catch (RuntimeException | Error e) {
             call.fail(e);
             failUpstream(req, res, exchange, call, UpstreamCall.classify(e), e);
-            return false;
+        }
+        return null;
+    }
+
+    /** Everything between leasing a worker and the end of its response; the call ends on every path. */
+    private void proxy(UpstreamCall call, ServerRequest req, Spool body, ServerResponse res, Exchange exchange,
+                       boolean mayPlaceAgain) throws IOException, PlaceAgain {
+        UpstreamConnection.Response answer = answer(call, req, res, exchange, mayPlaceAgain, () -> {
+            UpstreamConnection.Response head = call.send(req.prologue().method().text(),
+                    Routes.strip(settings.route(), target(req)), forwardHeaders(req, exchange), body,
+                    req.prologue().method().equals(Method.HEAD), settings.requestTimeout());
+            copyHeaders(head, res);
+            return head;
+        });
+        if (answer == null) {
+            return;
         }
         try {
             relay(call, answer, res, req, exchange);
@@ -369,7 +398,6 @@ public final class ProxyHandler implements Handler, AutoCloseable {
             call.fail(e);
             throw e;
         }
-        return false;
     }
 
     /**
@@ -378,25 +406,17 @@ public final class ProxyHandler implements Handler, AutoCloseable {
      * instead of its lease, and both connections become a {@link WebSocketTunnel} until either
      * side closes. The client's connection then ends: it served its last request.
      */
-    private boolean upgrade(UpstreamCall call, ServerRequest req, ServerResponse res, Exchange exchange,
-                            boolean mayPlaceAgain) throws IOException {
+    private void upgrade(UpstreamCall call, ServerRequest req, ServerResponse res, Exchange exchange,
+                         boolean mayPlaceAgain) throws IOException, PlaceAgain {
         ClientConnection client = ClientConnection.current();
-        UpstreamConnection.Response answer;
-        try {
+        UpstreamConnection.Response answer = answer(call, req, res, exchange, mayPlaceAgain, () -> {
             List<String[]> headers = forwardHeaders(req, exchange);
             headers.add(new String[] {"Connection", "Upgrade"});
             headers.add(new String[] {"Upgrade", "websocket"});
-            answer = call.upgrade(Routes.strip(settings.route(), target(req)), headers, settings.requestTimeout());
-        } catch (UpstreamCall.FailedException e) {
-            if (mayPlaceAgain && call.upstreamDied(e.getCause())) {
-                return true;
-            }
-            failUpstream(req, res, exchange, call, e.failure, e.getCause());
-            return false;
-        } catch (RuntimeException | Error e) {
-            call.fail(e);
-            failUpstream(req, res, exchange, call, UpstreamCall.classify(e), e);
-            return false;
+            return call.upgrade(Routes.strip(settings.route(), target(req)), headers, settings.requestTimeout());
+        });
+        if (answer == null) {
+            return;
         }
         if (answer.status() != Status.SWITCHING_PROTOCOLS_101.code() || client == null) {
             try {
@@ -406,7 +426,7 @@ public final class ProxyHandler implements Handler, AutoCloseable {
                 call.fail(e);
                 throw e;
             }
-            return false;
+            return;
         }
         WebSocketTunnel.End worker = call.upgraded();
         try (Place place = call.keepPlace()) {
