@@ -73,8 +73,7 @@ public final class Lease implements AutoCloseable {
     public void unreachable() {
         if (returned.compareAndSet(false, true)) {
             if (shared) {
-                pool.endVisit(member);
-                pool.drop(member);
+                pool.endVisitUnreachable(member);
             } else {
                 pool.giveBack(member, ExitReason.CRASH);
             }

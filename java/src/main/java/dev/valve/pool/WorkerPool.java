@@ -25,7 +25,6 @@ import java.util.concurrent.locks.ReentrantLock;
 import java.util.function.Consumer;
 import java.util.function.Function;
 import java.util.function.LongSupplier;
-import java.util.function.Supplier;
 
 import dev.valve.pool.PoolException.Reason;
 
@@ -111,6 +110,8 @@ public final class WorkerPool implements AutoCloseable {
     private int nextId = 1;
     private boolean closed;
     private boolean retryScheduled;
+    /** A look for room for the waiting new sessions is due when the earliest held place lapses. */
+    private boolean refillScheduled;
     /** What launches get now; a reload increments it. */
     private int generation;
     /** Members older than this were replaced by a reload that succeeded: late arrivals among them are stopped. */
@@ -146,7 +147,7 @@ public final class WorkerPool implements AutoCloseable {
         /** Why it leaves, for the metrics; set with {@link #leaving}. */
         ExitReason leavingReason;
         /** What a session's client sends back to reach this member again; unguessable, so not a worker's name. */
-        final String token = Long.toHexString(ThreadLocalRandom.current().nextLong() | Long.MIN_VALUE);
+        final String token = randomId();
         /** Open WebSocket connections ({@link Place}s). */
         int sessions;
         /** Shared requests in flight. */
@@ -262,7 +263,7 @@ public final class WorkerPool implements AutoCloseable {
      * request has to wait in the queue (the proxy then watches for the client hanging up).
      */
     public Lease acquire(Runnable whenQueued) throws PoolException {
-        return lease(false, whenQueued, () -> new Waiter(null, false), waiter -> {
+        return lease(false, whenQueued, new Waiter(null, false), waiter -> {
             Member member = waiters.isEmpty() ? takeIdle() : null;
             if (member != null) {
                 markBusy(member);
@@ -289,7 +290,7 @@ public final class WorkerPool implements AutoCloseable {
      *                (a probe, a crawler) goes to the least loaded worker and holds nothing.
      */
     public Lease visit(List<String> tokens, boolean reserve, Runnable whenQueued) throws PoolException {
-        return lease(true, whenQueued, () -> new Waiter(newSessionId(), reserve), waiter -> {
+        return lease(true, whenQueued, new Waiter(randomId(), reserve), waiter -> {
             for (String token : tokens) {
                 int dot = token.indexOf('.');
                 Member known = byToken.get(dot < 0 ? token : token.substring(0, dot));
@@ -328,9 +329,8 @@ public final class WorkerPool implements AutoCloseable {
      * The story of every lease: {@code choose} decides under the lock (and may queue the waiter it
      * is given), launches are planned, and outside the lock the caller gets its member or waits.
      */
-    private Lease lease(boolean shared, Runnable whenQueued, Supplier<Waiter> newWaiter, Function<Waiter, Choice> choose)
+    private Lease lease(boolean shared, Runnable whenQueued, Waiter waiter, Function<Waiter, Choice> choose)
             throws PoolException {
-        Waiter waiter = newWaiter.get();
         Effects effects = new Effects();
         Choice choice;
         lock.lock();
@@ -357,7 +357,8 @@ public final class WorkerPool implements AutoCloseable {
         return new Lease(this, member, shared, choice.placed(), choice.session());
     }
 
-    private static String newSessionId() {
+    /** A worker's token or a session's id in the session cookie: 16 hex digits, not guessable from a count. */
+    private static String randomId() {
         return Long.toHexString(ThreadLocalRandom.current().nextLong() | Long.MIN_VALUE);
     }
 
@@ -390,6 +391,9 @@ public final class WorkerPool implements AutoCloseable {
      * before any session ends. Lock held.
      */
     private void scheduleRefill() {
+        if (refillScheduled || closed) {
+            return;
+        }
         long now = nanoTime.getAsLong();
         long earliest = Long.MAX_VALUE;
         for (Member member : idle) {
@@ -398,9 +402,15 @@ public final class WorkerPool implements AutoCloseable {
                 earliest = Math.min(earliest, expiry - now);
             }
         }
-        if (earliest != Long.MAX_VALUE && !closed) {
-            timer.schedule(() -> update(effects -> List.copyOf(idle).forEach(this::fillPlaces)),
-                    Math.max(0, earliest) + 1, TimeUnit.NANOSECONDS);
+        if (earliest != Long.MAX_VALUE) {
+            refillScheduled = true;
+            timer.schedule(() -> update(effects -> {
+                refillScheduled = false;
+                List.copyOf(idle).forEach(this::fillPlaces);
+                if (!waiters.isEmpty()) {
+                    scheduleRefill();
+                }
+            }), Math.max(0, earliest) + 1, TimeUnit.NANOSECONDS);
         }
     }
 
@@ -412,28 +422,32 @@ public final class WorkerPool implements AutoCloseable {
 
     /** A shared lease ended. */
     void endVisit(Member member) {
-        update(effects -> {
-            member.visits--;
-            visiting--;
-            if (member.visits == 0) {
-                member.idleSince = nanoTime.getAsLong();
-            }
-            leaveWhenDone(member, effects);
-            if (busy.isEmpty() && visiting == 0) {
-                allIdle.signalAll();
-            }
-        });
+        update(effects -> visitEnded(member, effects));
     }
 
-    /** A shared member refused a connection: it leaves, and is stopped. */
-    void drop(Member member) {
+    /** A shared lease ended with its member refusing the connection: the member leaves, and is stopped. */
+    void endVisitUnreachable(Member member) {
         update(effects -> {
+            visitEnded(member, effects);
             if (!member.gone) {
                 idle.remove(member);
                 leave(member, ExitReason.CRASH);
                 effects.stops.add(new Stop(member.upstream, "refused a connection"));
             }
         });
+    }
+
+    /** Lock held. */
+    private void visitEnded(Member member, Effects effects) {
+        member.visits--;
+        visiting--;
+        if (member.visits == 0) {
+            member.idleSince = nanoTime.getAsLong();
+        }
+        leaveWhenDone(member, effects);
+        if (busy.isEmpty() && visiting == 0) {
+            allIdle.signalAll();
+        }
     }
 
     /**

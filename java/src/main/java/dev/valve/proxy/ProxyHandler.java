@@ -388,13 +388,17 @@ public final class ProxyHandler implements Handler, AutoCloseable {
             copyHeaders(head, res);
             return head;
         });
-        if (answer == null) {
-            return;
+        if (answer != null) {
+            relayAnswer(call, answer, res, req, exchange);
         }
+    }
+
+    /** Sends the worker's answer on; whatever breaks, the worker must not stay leased: its state is unknown, so it goes. */
+    private void relayAnswer(UpstreamCall call, UpstreamConnection.Response answer, ServerResponse res,
+                             ServerRequest req, Exchange exchange) throws IOException {
         try {
             relay(call, answer, res, req, exchange);
         } catch (Throwable e) {
-            // Whatever broke, the worker must not stay leased; its state is unknown, so it goes.
             call.fail(e);
             throw e;
         }
@@ -413,19 +417,18 @@ public final class ProxyHandler implements Handler, AutoCloseable {
             List<String[]> headers = forwardHeaders(req, exchange);
             headers.add(new String[] {"Connection", "Upgrade"});
             headers.add(new String[] {"Upgrade", "websocket"});
-            return call.upgrade(Routes.strip(settings.route(), target(req)), headers, settings.requestTimeout());
+            UpstreamConnection.Response head = call.upgrade(Routes.strip(settings.route(), target(req)), headers,
+                    settings.requestTimeout());
+            if (head.status() != Status.SWITCHING_PROTOCOLS_101.code() || client == null) {
+                copyHeaders(head, res);
+            }
+            return head;
         });
         if (answer == null) {
             return;
         }
         if (answer.status() != Status.SWITCHING_PROTOCOLS_101.code() || client == null) {
-            try {
-                copyHeaders(answer, res);
-                relay(call, answer, res, req, exchange);
-            } catch (Throwable e) {
-                call.fail(e);
-                throw e;
-            }
+            relayAnswer(call, answer, res, req, exchange);
             return;
         }
         WebSocketTunnel.End worker = call.upgraded();

@@ -74,8 +74,7 @@ final class UpstreamCall implements AutoCloseable {
                     KeptConnections.closeQuietly(connection);
                 }
             }
-            connection = UpstreamConnection.open(lease.upstream().host(), lease.upstream().port(), CONNECT_TIMEOUT,
-                    readTimeout, true);
+            connection = openFresh(readTimeout);
             return exchange(method, target, headers, body, headRequest);
         } catch (IOException e) {
             fail(e);
@@ -90,8 +89,7 @@ final class UpstreamCall implements AutoCloseable {
     UpstreamConnection.Response upgrade(String target, List<String[]> headers, Duration readTimeout)
             throws FailedException {
         try {
-            connection = UpstreamConnection.open(lease.upstream().host(), lease.upstream().port(), CONNECT_TIMEOUT,
-                    readTimeout, true);
+            connection = openFresh(readTimeout);
             return exchange("GET", target, headers, null, false);
         } catch (IOException e) {
             fail(e);
@@ -115,6 +113,11 @@ final class UpstreamCall implements AutoCloseable {
             throw new IllegalStateException("the call has already ended");
         }
         return lease.keepPlace();
+    }
+
+    private UpstreamConnection openFresh(Duration readTimeout) throws IOException {
+        return UpstreamConnection.open(lease.upstream().host(), lease.upstream().port(), CONNECT_TIMEOUT, readTimeout,
+                true);
     }
 
     private UpstreamConnection.Response exchange(String method, String target, List<String[]> headers, Spool body,

@@ -160,32 +160,23 @@ final class WebSocketTunnel {
                 if (length < 0) {
                     throw new IOException("invalid WebSocket frame length");
                 }
-                if ((first & 0x0F) == OP_CLOSE && !fromClient) {
+                int opcode = first & 0x0F;
+                if (opcode == OP_CLOSE && !fromClient) {
                     workerClosed = true;
                 }
-                if (fromClient && (first & 0x0F) == OP_CLOSE && length <= 125) {
-                    byte[] payload = new byte[(int) length];
-                    readFully(in, payload, 0, payload.length);
-                    byte[] mask = masked ? Arrays.copyOfRange(head, headLength - 4, headLength) : null;
-                    byte[] code = new byte[Math.min(2, payload.length)];
-                    for (int i = 0; i < code.length; i++) {
-                        code[i] = mask == null ? payload[i] : (byte) (payload[i] ^ mask[i % 4]);
-                    }
-                    clientClosed = code;
-                    out.write(head, 0, headLength);
-                    out.write(payload);
-                    out.flush();
-                    continue;
-                }
-                if (fromClient && (first & 0x0F) == OP_PONG && length == PING_PAYLOAD.length) {
-                    byte[] payload = new byte[PING_PAYLOAD.length];
-                    readFully(in, payload, 0, payload.length);
-                    heard(true);
-                    if (isAnswerToPing(payload, masked ? Arrays.copyOfRange(head, headLength - 4, headLength) : null)) {
+                if (fromClient && (opcode == OP_CLOSE || opcode == OP_PONG) && length <= 125) {
+                    // A client's control frame is small: read whole, and looked into unmasked.
+                    byte[] raw = new byte[(int) length];
+                    readFully(in, raw, 0, raw.length);
+                    byte[] payload = unmasked(raw, masked ? Arrays.copyOfRange(head, headLength - 4, headLength) : null);
+                    if (opcode == OP_PONG && Arrays.equals(payload, PING_PAYLOAD)) {
                         continue;
                     }
+                    if (opcode == OP_CLOSE) {
+                        clientClosed = Arrays.copyOf(payload, Math.min(2, payload.length));
+                    }
                     out.write(head, 0, headLength);
-                    out.write(payload);
+                    out.write(raw);
                     out.flush();
                     continue;
                 }
@@ -226,14 +217,12 @@ final class WebSocketTunnel {
         }
     }
 
-    private static boolean isAnswerToPing(byte[] payload, byte[] mask) {
-        for (int i = 0; i < payload.length; i++) {
-            byte value = mask == null ? payload[i] : (byte) (payload[i] ^ mask[i % 4]);
-            if (value != PING_PAYLOAD[i]) {
-                return false;
-            }
+    private static byte[] unmasked(byte[] raw, byte[] mask) {
+        byte[] payload = raw.clone();
+        for (int i = 0; mask != null && i < payload.length; i++) {
+            payload[i] ^= mask[i % 4];
         }
-        return true;
+        return payload;
     }
 
     private void heard(boolean fromClient) {
