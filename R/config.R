@@ -118,10 +118,7 @@ api_source <- function(plumber_file, file_given, dir, api, upstream, per_pod, re
                 resolve_interval = as.double(resolve_interval)))
   }
   if (!is.null(dir)) {
-    dir <- check_api_dir(dir, type, call = call)
-    # "auto" leaves the choice to the engine (dev.valve.worker.WorkerSpec), which makes it for
-    # the command line too; the check above only refuses a directory that holds neither.
-    return(list(mode = if (type == "shiny") "shiny" else "dir", dir = dir))
+    return(dir_source(dir, type, call = call))
   }
   if (!is.null(api)) {
     if (!is.function(api)) {
@@ -134,6 +131,14 @@ api_source <- function(plumber_file, file_given, dir, api, upstream, per_pod, re
     return(list(mode = "api", api = api))
   }
   list(mode = "file", file = check_plumber_file(plumber_file, call = call))
+}
+
+# A directory as what an app serves. "auto" leaves the choice to the engine
+# (dev.valve.worker.WorkerSpec), which makes it for the command line too; check_api_dir() only
+# refuses a directory that holds neither a plumber API nor a Shiny app.
+dir_source <- function(dir, type, call) {
+  dir <- check_api_dir(dir, type, call = call)
+  list(mode = if (type == "shiny") "shiny" else "dir", dir = dir)
 }
 
 check_type <- function(type, call) {

@@ -81,8 +81,7 @@ print.valve_app <- function(x, ...) {
 # A plumber file or a directory (a plumber API or a Shiny app), as what one app serves.
 app_source <- function(path, arg, type = "auto", call) {
   if (is.character(path) && length(path) == 1 && !is.na(path) && dir.exists(path)) {
-    # "auto" leaves the choice to the engine, as for valve_start(dir =).
-    return(list(mode = if (type == "shiny") "shiny" else "dir", dir = check_api_dir(path, type, call = call)))
+    return(dir_source(path, type, call = call))
   }
   if (type != "auto") {
     valve_abort(

@@ -95,10 +95,11 @@ test_that("a session whose worker died is served again, after a reconnect and af
   server <- local_shiny(n_min = 1, n_max = 3, max_sessions = 1)
   driver <- local_ws_driver()
   local_chromium(driver)
-  first <- browser_page(driver, server$url)
-  pid <- wait_output(first, 5)
-  second <- browser_page(driver, server$url)
-  other <- wait_output(second, 5)
+  opened <- open_sessions(driver, server$url, 2)
+  first <- opened$pages[[1]]
+  second <- opened$pages[[2]]
+  pid <- opened$pids[1]
+  other <- opened$pids[2]
   expect_false(pid == other)
   set_n(first, 8)
   expect_equal(wait_output(first, 8), pid)
@@ -175,10 +176,11 @@ test_that("a worker with a live session is kept; one whose sessions all left sto
   server <- local_shiny(n_min = 1, n_max = 2, max_sessions = 1, check_unused = 1, max_age = 2)
   driver <- local_ws_driver()
   local_chromium(driver)
-  first <- browser_page(driver, server$url)
-  kept <- wait_output(first, 5)
-  second <- browser_page(driver, server$url)
-  leaving <- wait_output(second, 5)
+  opened <- open_sessions(driver, server$url, 2)
+  first <- opened$pages[[1]]
+  second <- opened$pages[[2]]
+  kept <- opened$pids[1]
+  leaving <- opened$pids[2]
   expect_false(kept == leaving)
 
   # Longer than max_age plus a check: sessions that send nothing still hold their workers.
